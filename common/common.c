@@ -1,7 +1,6 @@
 /*
  * Shared helpers: error strings, logging, DSM_* parsing. See common.h.
  */
-#define _GNU_SOURCE
 #include "common.h"
 
 #include <errno.h>

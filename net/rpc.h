@@ -23,6 +23,7 @@
 
 struct dsm__rpc;
 struct dsm__rpc_ctx;
+struct dsm__rpc_token;
 
 /* RPC header on the wire (little-endian), before the body:
  *   0  2  proc id
@@ -54,11 +55,15 @@ enum {
 typedef void (*dsm__rpc_fn)(void);
 
 /* Reply held by a synchronous call so that bytes fields of the reply stay
- * valid after the call returns; release with dsm__rpc_reply_release(). */
+ * valid after the call returns; release with dsm__rpc_reply_release().
+ * Replies up to DSM__RPC_REPLY_INLINE bytes are kept inside the struct (no
+ * allocation: a 4 KiB page fits); larger ones on the heap. */
+#define DSM__RPC_REPLY_INLINE (4096 + 256)
 struct dsm__rpc_reply {
-	void *buf;
+	uint8_t *buf;
 	size_t len;
 	void *priv;
+	uint8_t inl[DSM__RPC_REPLY_INLINE];
 };
 void dsm__rpc_reply_release(struct dsm__rpc_reply *keep);
 
@@ -84,7 +89,11 @@ struct dsm__rpc_proc {
 };
 
 /* A handler returns this when it will answer later with
- * dsm__rpc_reply_deferred() (e.g. a lock granted when it is released). */
+ * dsm__rpc_reply_deferred() (e.g. a lock granted when it is released).
+ * Lifetimes: the decoded request (and its bytes fields) is valid only
+ * until the handler returns, so a deferring handler copies what it needs;
+ * a reply's bytes may point into the request (an echo) since the reply is
+ * encoded before the request is released. */
 #define DSM__RPC_DEFERRED 1
 
 /* Async completion: status 0 and the decoded reply, or a negative code
@@ -120,5 +129,28 @@ struct dsm__rpc_token *dsm__rpc_defer(struct dsm__rpc_ctx *ctx);
 /* Send the reply of a deferred request: status 0 and rep, or a negative
  * code (rep ignored). Any thread. Frees the token. */
 int dsm__rpc_reply_deferred(struct dsm__rpc_token *t, int status, const void *rep);
+
+/* ---- runtime lifecycle (used by net.c) -------------------------------- */
+
+struct dsm__chan;
+
+/* Create the runtime for rank of nodes, with a pool of workers threads
+ * (>= 1) for handlers that are not inline. */
+int dsm__rpc_create(unsigned nodes, unsigned rank, int workers, struct dsm__rpc **out);
+/* The channel requests and replies travel on; set once before traffic. */
+void dsm__rpc_attach(struct dsm__rpc *r, struct dsm__chan *c);
+/* Channel callbacks: a message arrived; a peer changed state. */
+void dsm__rpc_on_message(void *arg, unsigned peer, const uint8_t *msg, size_t len);
+void dsm__rpc_on_peer_event(struct dsm__rpc *r, unsigned peer, int event);
+/* Fail every outstanding call with DSM_ECLOSED, stop the workers, free.
+ * The channel must be destroyed first (no more callbacks). NULL is fine. */
+void dsm__rpc_destroy(struct dsm__rpc *r);
+
+struct dsm__rpc_stats {
+	uint64_t calls, replies_ok, replies_err, timeouts, peer_dead;
+	uint64_t handled_inline, handled_worker, job_allocs;
+	uint64_t unknown_proc, bad_message;
+};
+void dsm__rpc_stats(struct dsm__rpc *r, struct dsm__rpc_stats *out);
 
 #endif /* DSM_NET_RPC_H */

@@ -566,6 +566,8 @@ static struct job *job_get(struct dsm__rpc *r, size_t len)
 		n = __cds_wfcq_dequeue_nonblocking(&r->free_head, &r->free_tail);
 	if (n && n != CDS_WFCQ_WOULDBLOCK) {
 		j = caa_container_of(n, struct job, node);
+		/* a dequeued node keeps its old next: enqueue needs it NULL */
+		cds_wfcq_node_init(&j->node);
 		j->data = j->inl;
 		return j;
 	}

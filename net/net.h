@@ -1,0 +1,75 @@
+/*
+ * The net layer as the layers above see it: one object per process that
+ * owns the transport (wrapped by the fault shim when DSM_FAULT is set),
+ * the reliable channel with its network thread, and the RPC runtime.
+ *
+ * Configuration comes from DSM_* variables (dsm__net_cfg_from_env), every
+ * one documented in the README; a malformed value is DSM_ECONFIG with a
+ * log line naming the variable.
+ */
+#ifndef DSM_NET_NET_H
+#define DSM_NET_NET_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "chan.h"
+#include "rpc.h"
+#include "xport.h"
+
+struct dsm__net;
+
+struct dsm__net_cfg {
+	unsigned rank, nodes;     /* DSM_RANK, DSM_NODES */
+	char **addrs;             /* DSM_PEERS split: "host:port" per rank */
+	char provider[32];        /* DSM_PROVIDER */
+	uint32_t cluster;         /* DSM_CLUSTER */
+	int peer_timeout_ms;      /* DSM_PEER_TIMEOUT_MS */
+	int connect_timeout_ms;   /* DSM_CONNECT_TIMEOUT_MS */
+	bool fault_on;            /* DSM_FAULT set */
+	struct dsm__fault_cfg fault;
+	bool stats;               /* DSM_STATS */
+	int workers;              /* DSM_RPC_WORKERS */
+	int spin_us;              /* DSM_SPIN_US */
+	size_t max_msg;           /* DSM_MAX_MSG */
+	int rx_posted;            /* receive buffers posted to the provider */
+};
+
+/* Fill cfg from the environment. 0, or DSM_ECONFIG / DSM_EADDR after a log
+ * line that names the variable. Free with dsm__net_cfg_fini. */
+int dsm__net_cfg_from_env(struct dsm__net_cfg *cfg);
+void dsm__net_cfg_fini(struct dsm__net_cfg *cfg);
+
+struct dsm__net_cbs {
+	/* enum dsm__peer_event; network thread, after the RPC layer has
+	 * failed the calls to that peer. May be NULL. */
+	void (*peer_event)(void *arg, unsigned peer, int event);
+	void *arg;
+};
+
+/* Bring the layer up: transport, channel, network thread, RPC workers, and
+ * wait (DSM_CONNECT_TIMEOUT_MS) until every peer answered. */
+int dsm__net_create(const struct dsm__net_cfg *cfg, const struct dsm__net_cbs *cbs,
+		    struct dsm__net **out);
+/* Flush (bounded by the peer timeout), print the statistics when
+ * DSM_STATS=1, stop and free. NULL is fine. */
+void dsm__net_destroy(struct dsm__net *n);
+
+struct dsm__rpc *dsm__net_rpc(struct dsm__net *n);
+unsigned dsm__net_rank(const struct dsm__net *n);
+unsigned dsm__net_nodes(const struct dsm__net *n);
+bool dsm__net_peer_alive(struct dsm__net *n, unsigned peer);
+/* Wait until all sent messages are acknowledged (e.g. before exit). */
+int dsm__net_flush(struct dsm__net *n, int timeout_ms);
+
+struct dsm__net_stats {
+	struct dsm__chan_stats chan;
+	struct dsm__rpc_stats rpc;
+	uint64_t tx_dgrams, tx_bytes, rx_dgrams, rx_bytes, tx_eagain;
+	uint64_t f_drop, f_dup, f_corrupt, f_reorder, f_delay;
+};
+void dsm__net_stats(struct dsm__net *n, struct dsm__net_stats *out);
+/* One line "libdsm[R] stats: key=value ..." (stable keys, for scripts). */
+void dsm__net_print_stats(struct dsm__net *n, FILE *f);
+
+#endif /* DSM_NET_NET_H */

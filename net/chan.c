@@ -38,7 +38,6 @@
 #define WIN 64u             /* ring slots per peer and direction (<= 64: sack bitmap) */
 #define WMASK (WIN - 1)
 #define ACK_EVERY 16u       /* pure ack at once after this many unacked datagrams */
-#define DUPTHRESH 3u        /* sacked datagrams above a hole that make it lost */
 #define HELLO_CONNECT_NS 20000000LL /* hello period while the peer is unknown */
 #define REJECT_GAP_NS 100000000LL   /* at most one REJECT per peer per 100 ms */
 #define CWND_INIT 16u
@@ -86,6 +85,9 @@ struct peer {
 	struct dsm__rtt rtt;
 	int64_t rto_at;            /* 0: timer off */
 	int64_t tlp_at;            /* 0: no probe armed */
+	int64_t reo_at;            /* 0: no reordering timer (RACK) */
+	int64_t rack_sent, rack_rtt; /* newest delivered datagram: send time, its RTT */
+	uint32_t rack_seq;
 	int64_t last_tx_ns, last_rx_ns;
 	int64_t hello_at;          /* next hello while connecting */
 	int64_t reject_at;         /* earliest next REJECT */
@@ -401,7 +403,9 @@ static void reset_peer(struct dsm__chan *c, struct peer *p, uint32_t inc)
 	p->in_recovery = false;
 	p->recover = c->cfg.isn;
 	dsm__rtt_init(&p->rtt, c->cfg.rto_init_us, c->cfg.rto_min_us, c->cfg.rto_max_us);
-	p->rto_at = p->tlp_at = 0;
+	p->rto_at = p->tlp_at = p->reo_at = 0;
+	p->rack_sent = p->rack_rtt = 0;
+	p->rack_seq = c->cfg.isn;
 	p->rcv_nxt = p->dlv_nxt = c->cfg.isn;
 	p->rcv_have = 0;
 	p->unacked = 0;
@@ -516,13 +520,59 @@ out:
 
 /* ---- ack processing --------------------------------------------------- */
 
+/*
+ * Time-based loss detection as in RACK (RFC 8985): a datagram still in
+ * flight that was sent before the most recently sent datagram known to be
+ * delivered (rack_sent, ties broken by sequence) is lost once it has been
+ * out for rack_rtt plus a reordering window. Unlike a duplicate-ack
+ * threshold this works with one or two datagrams in flight, the common
+ * case for RPCs. Not yet due: arm reo_at. A retransmission gets a new send
+ * time, so it is not declared lost again until a later delivery.
+ * Peer lock held.
+ */
+static void rack_detect(struct dsm__chan *c, struct peer *p, int64_t now)
+{
+	int64_t reo = p->rtt.have_sample ? p->rtt.srtt_us * 250 : 250000;
+
+	if (reo < 20000)
+		reo = 20000;
+	p->reo_at = 0;
+	if (!p->rack_sent)
+		return;
+	for (uint32_t s = p->snd_una; s != p->snd_nxt; s++) {
+		struct txslot *t = &p->tx[s & WMASK];
+		int64_t due;
+
+		if (t->state != S_INFLIGHT)
+			continue;
+		if (t->sent_ns > p->rack_sent ||
+		    (t->sent_ns == p->rack_sent && !dsm__seq_lt(s, p->rack_seq)))
+			continue;
+		due = t->sent_ns + p->rack_rtt + reo;
+		if (now < due) {
+			if (!p->reo_at || due < p->reo_at)
+				p->reo_at = due;
+			continue;
+		}
+		if (!p->in_recovery) {
+			p->in_recovery = true;
+			p->recover = p->snd_nxt;
+			p->ssthresh = p->cwnd / 2 > 2 ? p->cwnd / 2 : 2;
+			p->cwnd = p->ssthresh;
+		}
+		if (t->retx < 255)
+			t->retx++;
+		transmit(c, p, s, 0, now);
+		STAT(c, retx_fast);
+	}
+}
+
 /* Apply the ack fields of a datagram from p. Peer lock held. */
 static void on_ack(struct dsm__chan *c, struct peer *p, const struct dsm__wire_hdr *h,
 		   int64_t now)
 {
-	int64_t sample_sent = -1;
-	uint32_t ack = h->ack, acked = 0, s, high = 0;
-	bool have_high = false;
+	int64_t sample_sent = -1, rack_sent = 0;
+	uint32_t ack = h->ack, acked = 0, s, rack_seq = 0;
 
 	if (dsm__seq_gt(ack, p->snd_nxt))
 		return; /* acks what we never sent: ignore the fields */
@@ -537,6 +587,10 @@ static void on_ack(struct dsm__chan *c, struct peer *p, const struct dsm__wire_h
 
 		if (t->state == S_INFLIGHT && t->retx == 0 && t->sent_ns > sample_sent)
 			sample_sent = t->sent_ns;
+		if (t->state == S_INFLIGHT && t->sent_ns >= rack_sent) {
+			rack_sent = t->sent_ns;
+			rack_seq = s;
+		}
 		t->state = S_EMPTY;
 		acked++;
 	}
@@ -554,11 +608,11 @@ static void on_ack(struct dsm__chan *c, struct peer *p, const struct dsm__wire_h
 		if (t->state == S_INFLIGHT) {
 			if (t->retx == 0 && t->sent_ns > sample_sent)
 				sample_sent = t->sent_ns;
+			if (t->sent_ns >= rack_sent) {
+				rack_sent = t->sent_ns;
+				rack_seq = s;
+			}
 			t->state = S_SACKED;
-		}
-		if (t->state == S_SACKED) {
-			high = s;
-			have_high = true;
 		}
 	}
 	if (sample_sent >= 0)
@@ -584,34 +638,13 @@ static void on_ack(struct dsm__chan *c, struct peer *p, const struct dsm__wire_h
 			p->cwnd = WIN;
 	}
 
-	/* Fast retransmit: a hole with DUPTHRESH sacked datagrams above it,
-	 * not retransmitted within the last RTT. */
-	if (have_high) {
-		unsigned above = 0;
-		int64_t guard = p->rtt.have_sample ? p->rtt.srtt_us * 1000 : 1000000;
-
-		for (s = high;; s--) {
-			struct txslot *t = &p->tx[s & WMASK];
-
-			if (t->state == S_SACKED) {
-				above++;
-			} else if (t->state == S_INFLIGHT && above >= DUPTHRESH &&
-				   (t->retx == 0 || now - t->sent_ns >= guard)) {
-				if (!p->in_recovery) {
-					p->in_recovery = true;
-					p->recover = p->snd_nxt;
-					p->ssthresh = p->cwnd / 2 > 2 ? p->cwnd / 2 : 2;
-					p->cwnd = p->ssthresh;
-				}
-				if (t->retx < 255)
-					t->retx++;
-				transmit(c, p, s, 0, now);
-				STAT(c, retx_fast);
-			}
-			if (s == p->snd_una)
-				break;
-		}
+	if (rack_sent > 0 && (rack_sent > p->rack_sent ||
+			      (rack_sent == p->rack_sent && dsm__seq_gt(rack_seq, p->rack_seq)))) {
+		p->rack_sent = rack_sent;
+		p->rack_seq = rack_seq;
+		p->rack_rtt = now - rack_sent;
 	}
+	rack_detect(c, p, now);
 	refill(c, p);
 	output(c, p, now);
 }
@@ -912,11 +945,14 @@ static int64_t run_timers(struct dsm__chan *c, int64_t now)
 				}
 				p->tlp_at = 0;
 			}
+			if (p->reo_at && now >= p->reo_at)
+				rack_detect(c, p, now);
 			if (p->ack_at && now >= p->ack_at)
 				send_ctrl(c, p, DSM_WIRE_ACK, 0, now);
 			if (now - p->last_tx_ns >= c->hb_ns)
 				send_ctrl(c, p, DSM_WIRE_HELLO, 0, now);
 			t = earliest(p->rto_at, p->tlp_at);
+			t = earliest(t, p->reo_at);
 			t = earliest(t, p->ack_at);
 			t = earliest(t, p->last_tx_ns + c->hb_ns);
 			t = earliest(t, p->last_rx_ns + c->timeout_ns + 1);

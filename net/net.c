@@ -219,16 +219,8 @@ int dsm__net_create(const struct dsm__net_cfg *cfg, const struct dsm__net_cbs *c
 	if (e)
 		goto fail_chan;
 	dsm__rpc_attach(n->rpc, n->chan);
-	e = dsm__chan_start(n->chan);
-	if (e)
-		goto fail_start;
-	e = dsm__chan_connect(n->chan, cfg->connect_timeout_ms);
-	if (e)
-		goto fail_start;
 	*out = n;
 	return 0;
-fail_start:
-	dsm__chan_destroy(n->chan);
 fail_chan:
 	n->x->ops->destroy(n->x);
 fail_procs:
@@ -236,6 +228,18 @@ fail_procs:
 fail_rpc:
 	free(n);
 	return e;
+}
+
+int dsm__net_start(struct dsm__net *n)
+{
+	int e;
+
+	if (!n->chan)
+		return 0;
+	e = dsm__chan_start(n->chan);
+	if (e)
+		return e;
+	return dsm__chan_connect(n->chan, n->cfg.connect_timeout_ms);
 }
 
 void dsm__net_destroy(struct dsm__net *n)

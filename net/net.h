@@ -47,10 +47,14 @@ struct dsm__net_cbs {
 	void *arg;
 };
 
-/* Bring the layer up: transport, channel, network thread, RPC workers, and
- * wait (DSM_CONNECT_TIMEOUT_MS) until every peer answered. */
+/* Create the layer: transport, channel, RPC runtime and workers; nothing
+ * is received yet. Register handlers on dsm__net_rpc(), then call
+ * dsm__net_start(), so no request arrives before its handler exists. */
 int dsm__net_create(const struct dsm__net_cfg *cfg, const struct dsm__net_cbs *cbs,
 		    struct dsm__net **out);
+/* Start the network thread and wait (DSM_CONNECT_TIMEOUT_MS) until every
+ * peer answered. 0, DSM_ETIMEDOUT (the log names the silent ranks), ... */
+int dsm__net_start(struct dsm__net *n);
 /* Flush (bounded by the peer timeout), print the statistics when
  * DSM_STATS=1, stop and free. NULL is fine. */
 void dsm__net_destroy(struct dsm__net *n);

@@ -12,6 +12,8 @@
  * wake the caller; async callbacks run on the network thread and must not
  * block. Handlers run on the worker pool, or on the network thread for
  * procedures declared `inline` in the interface file (they must not block).
+ * Order: inline handlers see the messages of one peer in the order it sent
+ * them; worker handlers may run concurrently and so out of that order.
  */
 #ifndef DSM_NET_RPC_H
 #define DSM_NET_RPC_H

@@ -453,7 +453,7 @@ START_TEST(rpcgen_proc_table)
 		  sizeof(struct dsm_rpc_echo_req), sizeof(struct dsm_rpc_echo_rep) },
 		{ &dsm_rpc_echo_worker_proc, "echo_worker", 2, 0,
 		  sizeof(struct dsm_rpc_echo_worker_req), sizeof(struct dsm_rpc_echo_worker_rep) },
-		{ &dsm_rpc_note_proc, "note", 3, DSM__RPC_F_ONEWAY, sizeof(struct dsm_rpc_note_msg), 0 },
+		{ &dsm_rpc_note_proc, "note", 3, DSM__RPC_F_ONEWAY | DSM__RPC_F_INLINE, sizeof(struct dsm_rpc_note_msg), 0 },
 		{ &dsm_rpc_sum_proc, "sum", 4, 0,
 		  sizeof(struct dsm_rpc_sum_req), sizeof(struct dsm_rpc_sum_rep) },
 	};

@@ -41,6 +41,7 @@
 #define HELLO_CONNECT_NS 20000000LL /* hello period while the peer is unknown */
 #define REJECT_GAP_NS 100000000LL   /* at most one REJECT per peer per 100 ms */
 #define CWND_INIT 16u
+#define CWND_MIN 8u         /* far below the receiver's WIN slots and the socket buffer */
 
 _Static_assert((WIN & (WIN - 1)) == 0 && WIN <= 64, "WIN is a power of two <= 64");
 
@@ -88,6 +89,7 @@ struct peer {
 	int64_t reo_at;            /* 0: no reordering timer (RACK) */
 	int64_t rack_sent, rack_rtt; /* newest delivered datagram: send time, its RTT */
 	uint32_t rack_seq;
+	bool heard_since_rto;      /* a datagram arrived since the last RTO */
 	int64_t last_tx_ns, last_rx_ns;
 	int64_t hello_at;          /* next hello while connecting */
 	int64_t reject_at;         /* earliest next REJECT */
@@ -557,7 +559,7 @@ static void rack_detect(struct dsm__chan *c, struct peer *p, int64_t now)
 		if (!p->in_recovery) {
 			p->in_recovery = true;
 			p->recover = p->snd_nxt;
-			p->ssthresh = p->cwnd / 2 > 2 ? p->cwnd / 2 : 2;
+			p->ssthresh = p->cwnd / 2 > CWND_MIN ? p->cwnd / 2 : CWND_MIN;
 			p->cwnd = p->ssthresh;
 		}
 		if (t->retx < 255)
@@ -825,6 +827,7 @@ static void on_rx(void *arg, const uint8_t *buf, size_t len)
 		goto unlock;
 	}
 	p->last_rx_ns = now;
+	p->heard_since_rto = true;
 	if (h.type == DSM_WIRE_REJECT) {
 		if (h.dst_inc == c->inc)
 			declare_dead(c, p, DSM__PEER_EXCLUDED, &q);
@@ -924,9 +927,14 @@ static int64_t run_timers(struct dsm__chan *c, int64_t now)
 					transmit(c, p, s, 0, now);
 					STAT(c, retx_rto);
 				}
-				dsm__rtt_backoff(&p->rtt);
-				p->ssthresh = p->cwnd / 2 > 2 ? p->cwnd / 2 : 2;
-				p->cwnd = 2;
+				/* Back off only while the peer is silent: if its
+				 * datagrams still arrive the path works and the loss
+				 * was random, so doubling would only add delay. */
+				if (!p->heard_since_rto)
+					dsm__rtt_backoff(&p->rtt);
+				p->heard_since_rto = false;
+				p->ssthresh = p->cwnd / 2 > CWND_MIN ? p->cwnd / 2 : CWND_MIN;
+				p->cwnd = CWND_MIN;
 				p->in_recovery = true;
 				p->recover = p->snd_nxt;
 				p->rto_at = now + dsm__rtt_timeout(&p->rtt) * 1000;

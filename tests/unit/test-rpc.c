@@ -205,9 +205,10 @@ static void fill(uint8_t *b, size_t n, unsigned tag)
 
 START_TEST(rpc_echo_sizes)
 {
-	static const size_t sizes[] = { 0, 1, 64, 1400, 4096, 100000, 1 << 20, 3 << 20 };
+	/* up to the largest the interface allows: 16 MiB of data */
+	static const size_t sizes[] = { 0, 1, 64, 1400, 4096, 100000, 1 << 20, 3 << 20, 16 << 20 };
 	struct cluster *cl = cluster_new(2, 1000);
-	uint8_t *buf = malloc(3 << 20);
+	uint8_t *buf = malloc(16 << 20);
 
 	serve_all(cl);
 	for (unsigned k = 0; k < DSM__ARRAY_SIZE(sizes); k++) {

@@ -450,10 +450,14 @@ static void declare_dead(struct dsm__chan *c, struct peer *p, int ev, struct evq
 		p->tx[i].state = S_EMPTY;
 	p->snd_una = p->snd_nxt = p->snd_end;
 	p->rto_at = p->tlp_at = p->ack_at = 0;
-	STAT(c, peers_dead);
-	DSM__WARN("peer %u (incarnation %u) %s", p->rank, p->inc,
-		  ev == DSM__PEER_EXCLUDED ? "says we were declared dead"
-					   : "declared dead: silent past DSM_PEER_TIMEOUT_MS");
+	if (ev == DSM__PEER_LEFT) {
+		DSM__INFO("peer %u (incarnation %u) left", p->rank, p->inc);
+	} else {
+		STAT(c, peers_dead);
+		DSM__WARN("peer %u (incarnation %u) %s", p->rank, p->inc,
+			  ev == DSM__PEER_EXCLUDED ? "says we were declared dead"
+						   : "declared dead: silent past DSM_PEER_TIMEOUT_MS");
+	}
 	evq_add(q, p->rank, ev);
 }
 
@@ -844,6 +848,10 @@ static void on_rx(void *arg, const uint8_t *buf, size_t len)
 		ack_now = on_data(c, p, &h, buf + DSM_WIRE_HDR_SIZE, now);
 		break;
 	case DSM_WIRE_HELLO:
+		if (h.flags & DSM_WIRE_F_BYE) {
+			declare_dead(c, p, DSM__PEER_LEFT, &q);
+			goto unlock;
+		}
 		if (h.flags & DSM_WIRE_F_PROBE)
 			send_ctrl(c, p, DSM_WIRE_HELLO, 0, now);
 		break;
@@ -1206,6 +1214,18 @@ void dsm__chan_destroy(struct dsm__chan *c)
 {
 	if (!c)
 		return;
+	/* Goodbye, three times since it is not retransmitted. */
+	for (int k = 0; k < 3; k++) {
+		for (unsigned i = 0; i < c->nodes; i++) {
+			struct peer *p = &c->peers[i];
+
+			pthread_mutex_lock(&p->lock);
+			if (p->state == P_ALIVE)
+				send_ctrl(c, p, DSM_WIRE_HELLO, DSM_WIRE_F_BYE,
+					  c->thread_started ? dsm__now_ns() : c->now);
+			pthread_mutex_unlock(&p->lock);
+		}
+	}
 	if (c->thread_started) {
 		atomic_store_explicit(&c->stop, true, memory_order_release);
 		kick(c);

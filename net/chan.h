@@ -35,6 +35,7 @@ enum dsm__peer_event {
 	DSM__PEER_UP = 1,       /* first contact with an incarnation of the peer */
 	DSM__PEER_DEAD = 2,     /* declared failed: sends to it fail from now on */
 	DSM__PEER_EXCLUDED = 3, /* the peer told us we were declared dead */
+	DSM__PEER_LEFT = 4,     /* the peer shut down cleanly: sends to it fail */
 };
 
 struct dsm__chan_cbs {
@@ -75,7 +76,9 @@ int dsm__chan_send(struct dsm__chan *c, unsigned peer, const struct iovec *iov, 
 /* Wait until everything queued so far is acknowledged by every live peer,
  * at most timeout_ms. 0 or DSM_ETIMEDOUT. */
 int dsm__chan_flush(struct dsm__chan *c, int timeout_ms);
-/* Stop the network thread (if any) and free everything. NULL is fine. */
+/* Tell every live peer we are leaving (so it does not wait for the
+ * timeout), stop the network thread (if any) and free everything. Call
+ * dsm__chan_flush() first to deliver what is queued. NULL is fine. */
 void dsm__chan_destroy(struct dsm__chan *c);
 
 bool dsm__chan_peer_alive(struct dsm__chan *c, unsigned peer);

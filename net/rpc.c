@@ -705,7 +705,7 @@ void dsm__rpc_on_peer_event(struct dsm__rpc *r, unsigned peer, int event)
 {
 	if (peer >= r->nodes)
 		return;
-	if (event == DSM__PEER_DEAD || event == DSM__PEER_EXCLUDED) {
+	if (event == DSM__PEER_DEAD || event == DSM__PEER_EXCLUDED || event == DSM__PEER_LEFT) {
 		fail_peer(r, peer, DSM_EPEERDEAD, true);
 	} else if (event == DSM__PEER_UP) {
 		pthread_mutex_lock(&r->peers[peer].lock);

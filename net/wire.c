@@ -46,10 +46,12 @@ static uint32_t dgram_crc(const uint8_t *buf, size_t len)
 }
 
 /* Whether flags are allowed on a datagram of this type (false for an
- * unknown type). FIRST/LAST only mean something on DATA. */
+ * unknown type). FIRST/LAST only mean something on DATA, BYE on HELLO. */
 static int type_flags_ok(unsigned type, unsigned flags)
 {
 	if (flags & ~(unsigned)DSM_WIRE_F_ALL)
+		return 0;
+	if ((flags & DSM_WIRE_F_BYE) && type != DSM_WIRE_HELLO)
 		return 0;
 	switch (type) {
 	case DSM_WIRE_DATA:

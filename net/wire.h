@@ -47,7 +47,8 @@ enum {
 	DSM_WIRE_F_FIRST = 1 << 0, /* DATA: first fragment of a message */
 	DSM_WIRE_F_LAST = 1 << 1,  /* DATA: last fragment of a message */
 	DSM_WIRE_F_PROBE = 1 << 2, /* please answer at once (ack or hello) */
-	DSM_WIRE_F_ALL = (1 << 3) - 1,
+	DSM_WIRE_F_BYE = 1 << 3,   /* HELLO: the sender is leaving (clean shutdown) */
+	DSM_WIRE_F_ALL = (1 << 4) - 1,
 };
 
 struct dsm__wire_hdr {

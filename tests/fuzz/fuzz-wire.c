@@ -76,6 +76,7 @@ static void decode_all(const uint8_t *buf, size_t n)
 		check(!(h.flags & ~DSM_WIRE_F_ALL));
 		check(h.type == DSM_WIRE_DATA ||
 		      !(h.flags & (DSM_WIRE_F_FIRST | DSM_WIRE_F_LAST)));
+		check(h.type == DSM_WIRE_HELLO || !(h.flags & DSM_WIRE_F_BYE));
 		check_reencode(buf, n, &h);
 	}
 }

@@ -162,7 +162,7 @@ static const struct dsm__xport_ops fx_ops = {
 struct rec {
 	unsigned n;
 	struct { unsigned from; size_t len; uint8_t *data; } m[4096];
-	int events[MAXN][4];
+	int events[MAXN][8];
 };
 
 static void rec_deliver(void *arg, unsigned peer, const uint8_t *msg, size_t len)
@@ -607,10 +607,34 @@ START_TEST(chan_restart_is_new_member)
 		world_step(w, 1000000);
 	ck_assert_int_eq(w->r[1]->events[0][DSM__PEER_UP], 1);
 	ck_assert_int_eq(w->r[0]->events[1][DSM__PEER_UP], 2);
-	ck_assert_int_eq(w->r[0]->events[1][DSM__PEER_DEAD], 1); /* the old one */
+	/* the old incarnation said goodbye when it was destroyed */
+	ck_assert_int_eq(w->r[0]->events[1][DSM__PEER_LEFT], 1);
+	ck_assert_int_eq(w->r[0]->events[1][DSM__PEER_DEAD], 0);
 	fill(b, sizeof(b), 0);
 	ck_assert_int_eq(send_buf(w, 1, 0, b, sizeof(b)), 0);
 	run_until_delivered(w, 0, 2, 1000000000);
+	world_free(w);
+}
+END_TEST
+
+START_TEST(chan_clean_leave)
+{
+	/* A destroyed channel says goodbye: its peers see LEFT at once, not a
+	 * death after the timeout, and sends to it fail. */
+	struct world *w = world_new(3, 0, 17);
+	uint8_t b[4] = { 0 };
+
+	world_connect(w);
+	dsm__chan_destroy(w->c[2]);
+	w->c[2] = NULL;
+	for (int i = 0; i < 10; i++)
+		world_step(w, 10000);
+	ck_assert_int_eq(w->r[0]->events[2][DSM__PEER_LEFT], 1);
+	ck_assert_int_eq(w->r[1]->events[2][DSM__PEER_LEFT], 1);
+	ck_assert_int_eq(w->r[0]->events[2][DSM__PEER_DEAD], 0);
+	ck_assert_int_eq(send_buf(w, 0, 2, b, sizeof(b)), DSM_EPEERDEAD);
+	ck_assert_int_eq(send_buf(w, 0, 1, b, sizeof(b)), 0);
+	run_until_delivered(w, 1, 1, 1000000000);
 	world_free(w);
 }
 END_TEST
@@ -703,6 +727,7 @@ static Suite *chan_suite(void)
 	ADD(chan_dead_peer);
 	ADD(chan_excluded_node_learns);
 	ADD(chan_restart_is_new_member);
+	ADD(chan_clean_leave);
 	ADD(chan_rejects_foreign);
 	ADD(chan_four_nodes_all_to_all);
 #undef ADD

@@ -66,7 +66,7 @@ struct dsm__fabric_cfg {
 /* Open the libfabric transport: fi_getinfo for an FI_EP_DGRAM endpoint of
  * the provider bound to addrs[rank], CQs sized above posted receives plus
  * outstanding sends, every peer inserted in the AV. Sets
- * FI_MR_CACHE_MONITOR=disabled first. Errors (logged with the variable or
+ * FI_MR_CACHE_MONITOR=disabled unless the user set it. Errors (logged with the variable or
  * address at fault): DSM_EPROVIDER, DSM_EADDR, DSM_EADDRINUSE, DSM_ENOMEM,
  * DSM_ESYS. */
 int dsm__fabric_create(const struct dsm__fabric_cfg *cfg, struct dsm__xport **out);

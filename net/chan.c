@@ -179,8 +179,9 @@ static void kick(struct dsm__chan *c)
  * Pairs with the store of sleeping + timer scan in net_thread(). */
 static void wake_if_sleeping(struct dsm__chan *c)
 {
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&c->sleeping, memory_order_relaxed))
+	/* a seq_cst read-modify-write orders our timer update before the
+	 * read, against the thread's seq_cst store of sleeping (Dekker) */
+	if (atomic_fetch_add(&c->sleeping, 0))
 		kick(c);
 }
 

@@ -427,7 +427,7 @@ static int resolve(const char *s, unsigned rank, struct sockaddr_in *sin)
  * once, at its first initialisation, so this must run before any fi_*
  * call in the process.
  */
-static void disable_mr_cache_monitor(void)
+static void disable_mr_cache_monitor_once(void)
 {
 	const char *v;
 
@@ -437,6 +437,15 @@ static void disable_mr_cache_monitor(void)
 		DSM__WARN("FI_MR_CACHE_MONITOR=%s set by the user: kept (libdsm "
 			  "prefers 'disabled'; a userfaultfd monitor may conflict "
 			  "with the pager)", v);
+}
+
+/* setenv is not thread-safe: once per process, even if several nodes are
+ * created at once (tests do). */
+static void disable_mr_cache_monitor(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, disable_mr_cache_monitor_once);
 }
 
 /*

@@ -250,6 +250,7 @@ void dsm__net_destroy(struct dsm__net *n)
 		dsm__chan_flush(n->chan, n->cfg.peer_timeout_ms);
 	if (n->cfg.stats)
 		dsm__net_print_stats(n, stderr);
+	dsm__rpc_stop_workers(n->rpc); /* no handler sends on a dying channel */
 	dsm__chan_destroy(n->chan);
 	if (n->x)
 		n->x->ops->destroy(n->x);

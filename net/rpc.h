@@ -144,6 +144,10 @@ void dsm__rpc_attach(struct dsm__rpc *r, struct dsm__chan *c);
 /* Channel callbacks: a message arrived; a peer changed state. */
 void dsm__rpc_on_message(void *arg, unsigned peer, const uint8_t *msg, size_t len);
 void dsm__rpc_on_peer_event(struct dsm__rpc *r, unsigned peer, int event);
+/* Stop and join the workers (no handler runs, and so nothing is sent, once
+ * this returns). Shutdown order: stop the workers, destroy the channel (no
+ * more callbacks), then dsm__rpc_destroy. */
+void dsm__rpc_stop_workers(struct dsm__rpc *r);
 /* Fail every outstanding call with DSM_ECLOSED, stop the workers, free.
  * The channel must be destroyed first (no more callbacks). NULL is fine. */
 void dsm__rpc_destroy(struct dsm__rpc *r);

@@ -391,8 +391,10 @@ static int park_h(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_echo_worker_req
 {
 	(void)req;
 	(void)rep;
-	parked = dsm__rpc_defer(ctx);
-	return parked ? DSM__RPC_DEFERRED : DSM_ENOMEM;
+	struct dsm__rpc_token *t = dsm__rpc_defer(ctx);
+
+	__atomic_store_n(&parked, t, __ATOMIC_RELEASE);
+	return t ? DSM__RPC_DEFERRED : DSM_ENOMEM;
 }
 
 struct call_arg {

@@ -29,6 +29,7 @@
 #include "common.h"
 #include "net.h"
 #include "net_rpc.h"
+#include "testutil.h"
 
 #define MAXN 8
 #define THREADS 32
@@ -394,22 +395,6 @@ static void on_alarm(int sig)
 	_exit(1);
 }
 
-static unsigned free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int s = socket(AF_INET, SOCK_DGRAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(s, (struct sockaddr *)&a, &len) < 0) {
-		perror("free_port");
-		exit(1);
-	}
-	close(s);
-	return ntohs(a.sin_port);
-}
-
 static void set_env(unsigned n)
 {
 	char peers[MAXN * 24] = "", v[32];
@@ -417,7 +402,7 @@ static void set_env(unsigned n)
 
 	for (unsigned i = 0; i < n; i++)
 		off += (size_t)snprintf(peers + off, sizeof(peers) - off, "%s127.0.0.1:%u",
-					i ? "," : "", free_port());
+					i ? "," : "", dsm_test_free_port(NULL));
 	setenv("DSM_PEERS", peers, 1);
 	snprintf(v, sizeof(v), "%u", n);
 	setenv("DSM_NODES", v, 1);

@@ -14,6 +14,7 @@
 #include "rtt.h"
 #include "seq.h"
 #include "wire.h"
+#include "testutil.h"
 
 /* ---- an in-memory network --------------------------------------------- */
 
@@ -736,12 +737,6 @@ static Suite *chan_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(chan_suite());
-	int failed;
-
 	dsm__log_level = DSM__LOG_ERROR;
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return dsm_test_run_suite(chan_suite());
 }

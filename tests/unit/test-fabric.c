@@ -27,29 +27,12 @@
 
 #include "common.h"
 #include "xport.h"
+#include "testutil.h"
 
 extern int dsm__fabric_no_inject; /* test hook in fabric.c */
 
 #define MS 1000000LL
 
-/* A UDP port on 127.0.0.1 that was free a moment ago; 0 on failure. No
- * Check macros: also used outside tests. */
-static unsigned free_port_raw(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int s = socket(AF_INET, SOCK_DGRAM, 0);
-	unsigned port = 0;
-
-	if (s < 0)
-		return 0;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (!bind(s, (struct sockaddr *)&sin, sizeof(sin)) &&
-	    !getsockname(s, (struct sockaddr *)&sin, &len))
-		port = ntohs(sin.sin_port);
-	close(s);
-	return port;
-}
 
 #define MAXN 4
 
@@ -79,7 +62,7 @@ static void cluster_init(struct cluster *c, unsigned n)
 	memset(c, 0, sizeof(*c));
 	c->n = n;
 	for (unsigned i = 0; i < n; i++) {
-		snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%u", free_port_raw());
+		snprintf(c->addr[i], sizeof(c->addr[i]), "127.0.0.1:%u", dsm_test_free_port(NULL));
 		c->addrs[i] = c->addr[i];
 	}
 }
@@ -642,16 +625,9 @@ static int have_udp(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	if (!have_udp()) {
 		printf("SKIP: libfabric's udp provider is not available\n");
 		return 77;
 	}
-	sr = srunner_create(fabric_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return dsm_test_run_suite(fabric_suite());
 }

@@ -15,6 +15,7 @@
 
 #include "common.h"
 #include "xport.h"
+#include "testutil.h"
 
 /* ---- a fake inner transport ---- */
 
@@ -781,11 +782,5 @@ static Suite *fault_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(fault_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return dsm_test_run_suite(fault_suite());
 }

@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "net.h"
+#include "testutil.h"
 
 static char logbuf[8192];
 
@@ -141,22 +142,6 @@ START_TEST(netcfg_malformed_variables)
 }
 END_TEST
 
-static unsigned free_port(int *keep)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int s = socket(AF_INET, SOCK_DGRAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
-	if (keep)
-		*keep = s;
-	else
-		close(s);
-	return ntohs(a.sin_port);
-}
-
 struct mk {
 	struct dsm__net_cfg cfg;
 	struct dsm__net *net;
@@ -200,10 +185,10 @@ START_TEST(netcfg_bad_addresses_and_provider)
 	int r;
 
 	dsm__log_level = DSM__LOG_WARN;
-	snprintf(a1, sizeof(a1), "127.0.0.1:%u", free_port(NULL));
+	snprintf(a1, sizeof(a1), "127.0.0.1:%u", dsm_test_free_port(NULL));
 
 	/* our own port is taken */
-	snprintf(a0, sizeof(a0), "127.0.0.1:%u", free_port(&busy));
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", dsm_test_free_port(&busy));
 	two_node_cfg(&m, a0, a1);
 	r = captured(make_net, &m);
 	ck_assert_int_eq(r, DSM_EADDRINUSE);
@@ -219,7 +204,7 @@ START_TEST(netcfg_bad_addresses_and_provider)
 	dsm__net_cfg_fini(&m.cfg);
 
 	/* an unknown provider */
-	snprintf(a0, sizeof(a0), "127.0.0.1:%u", free_port(NULL));
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", dsm_test_free_port(NULL));
 	two_node_cfg(&m, a0, a1);
 	snprintf(m.cfg.provider, sizeof(m.cfg.provider), "nosuchprov");
 	r = captured(make_net, &m);
@@ -229,7 +214,7 @@ START_TEST(netcfg_bad_addresses_and_provider)
 	dsm__net_cfg_fini(&m.cfg);
 
 	/* a peer that never answers: start-up times out naming the rank */
-	snprintf(a0, sizeof(a0), "127.0.0.1:%u", free_port(NULL));
+	snprintf(a0, sizeof(a0), "127.0.0.1:%u", dsm_test_free_port(NULL));
 	two_node_cfg(&m, a0, a1);
 	m.start = true;
 	r = captured(make_net, &m);
@@ -243,17 +228,11 @@ int main(void)
 {
 	Suite *s = suite_create("netcfg");
 	TCase *t = tcase_create("netcfg");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, netcfg_defaults);
 	tcase_add_test(t, netcfg_malformed_variables);
 	tcase_add_test(t, netcfg_bad_addresses_and_provider);
 	suite_add_tcase(s, t);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return dsm_test_run_suite(s);
 }

@@ -3,20 +3,18 @@
  * network thread, workers), with several nodes in one process: each node
  * is a dsm__net created in its own thread.
  */
-#include <arpa/inet.h>
 #include <check.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common.h"
 #include "net.h"
 #include "net_rpc.h"
+#include "testutil.h"
 
 #define MAXN 4
 
@@ -26,20 +24,6 @@ struct cluster {
 	struct dsm__net *net[MAXN];
 	int err[MAXN];
 };
-
-static unsigned free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int s = socket(AF_INET, SOCK_DGRAM, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_ge(s, 0);
-	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &len), 0);
-	close(s);
-	return ntohs(a.sin_port);
-}
 
 static bool skip_serve; /* bring nodes up without handlers */
 static void serve_node(struct dsm__rpc *r);
@@ -76,7 +60,7 @@ static struct cluster *cluster_new(unsigned n, int timeout_ms)
 	cl->n = n;
 	for (unsigned i = 0; i < n; i++) {
 		addrs[i] = malloc(32);
-		snprintf(addrs[i], 32, "127.0.0.1:%u", free_port());
+		snprintf(addrs[i], 32, "127.0.0.1:%u", dsm_test_free_port(NULL));
 	}
 	for (unsigned i = 0; i < n; i++) {
 		struct dsm__net_cfg *c = &cl->cfg[i];
@@ -499,12 +483,6 @@ static Suite *rpc_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(rpc_suite());
-	int failed;
-
 	dsm__log_level = DSM__LOG_ERROR;
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return dsm_test_run_suite(rpc_suite());
 }

@@ -13,6 +13,7 @@
 
 #include "net_rpc.h"
 #include "wire.h"
+#include "testutil.h"
 
 /* The stubs have the documented signatures (checked at compile time). */
 #define HAS_TYPE(f, T) _Generic(&(f), T: 1, default: 0)
@@ -591,11 +592,5 @@ static Suite *rpcgen_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(rpcgen_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return dsm_test_run_suite(rpcgen_suite());
 }

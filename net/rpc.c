@@ -35,7 +35,6 @@
 #define CALLS 1024u          /* outstanding calls per peer (power of two) */
 #define JOB_INLINE 8192u     /* request bytes a pooled job holds */
 #define JOBS 256u            /* pooled jobs */
-#define SPIN_NS 20000        /* sync caller spins this long before sleeping */
 
 /* A sync call's state. The completer publishes C_DONE with one exchange and
  * touches the call no more (it lives on the caller's stack, which may be
@@ -127,6 +126,7 @@ struct dsm__rpc {
 	atomic_bool stop;
 	int nworkers;
 	pthread_t *workers;
+	int64_t spin_ns;               /* a sync caller polls this long, then sleeps */
 	struct stats st;
 };
 
@@ -340,8 +340,10 @@ int dsm__rpc_call(struct dsm__rpc *r, unsigned peer, const struct dsm__rpc_proc 
 		unsigned expect = C_WAITING;
 		struct timespec ts;
 
-		if (now - start < SPIN_NS) {
-			__builtin_ia32_pause();
+		if (now - start < r->spin_ns) {
+			/* take the reply ourselves if it is there */
+			if (!dsm__chan_progress_try(r->chan))
+				__builtin_ia32_pause();
 			continue;
 		}
 		if (now >= deadline) {
@@ -780,6 +782,7 @@ int dsm__rpc_create(unsigned nodes, unsigned rank, int workers, struct dsm__rpc 
 		return DSM_ENOMEM;
 	r->nodes = nodes;
 	r->rank = rank;
+	r->spin_ns = 50000;
 	r->peers = calloc(nodes, sizeof(*r->peers));
 	r->jobs = calloc(JOBS, sizeof(*r->jobs));
 	r->workers = calloc((size_t)workers, sizeof(*r->workers));
@@ -813,9 +816,10 @@ fail_mem:
 	return DSM_ENOMEM;
 }
 
-void dsm__rpc_attach(struct dsm__rpc *r, struct dsm__chan *c)
+void dsm__rpc_attach(struct dsm__rpc *r, struct dsm__chan *c, int spin_us)
 {
 	r->chan = c;
+	r->spin_ns = (int64_t)spin_us * 1000;
 }
 
 void dsm__rpc_stop_workers(struct dsm__rpc *r)

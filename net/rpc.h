@@ -10,8 +10,9 @@
  *
  * Threads: calls may be made from any thread. Replies to synchronous calls
  * wake the caller; async callbacks run on the network thread and must not
- * block. Handlers run on the worker pool, or on the network thread for
- * procedures declared `inline` in the interface file (they must not block).
+ * block. Handlers run on the worker pool, or, for procedures declared
+ * `inline` in the interface file, on the thread that receives: the network
+ * thread or a caller waiting for its reply (they must not block).
  * Order: inline handlers see the messages of one peer in the order it sent
  * them; worker handlers may run concurrently and so out of that order.
  */
@@ -139,8 +140,10 @@ struct dsm__chan;
 /* Create the runtime for rank of nodes, with a pool of workers threads
  * (>= 1) for handlers that are not inline. */
 int dsm__rpc_create(unsigned nodes, unsigned rank, int workers, struct dsm__rpc **out);
-/* The channel requests and replies travel on; set once before traffic. */
-void dsm__rpc_attach(struct dsm__rpc *r, struct dsm__chan *c);
+/* The channel requests and replies travel on; set once before traffic.
+ * A synchronous caller receives (dsm__chan_progress_try) for spin_us while
+ * it waits for its reply, then sleeps until woken. */
+void dsm__rpc_attach(struct dsm__rpc *r, struct dsm__chan *c, int spin_us);
 /* Channel callbacks: a message arrived; a peer changed state. */
 void dsm__rpc_on_message(void *arg, unsigned peer, const uint8_t *msg, size_t len);
 void dsm__rpc_on_peer_event(struct dsm__rpc *r, unsigned peer, int event);

@@ -1,0 +1,2 @@
+/* placeholder */
+typedef int dsm__placeholder_arena;

@@ -1,2 +1,1132 @@
-/* placeholder */
-typedef int dsm__placeholder_arena;
+/*
+ * Arena allocator and home map (contract, structures and complexities in
+ * arena.h).
+ *
+ * Spans tile the arena in an address-ordered, doubly linked list. A span
+ * is free (in the `free` treap, key (npages, start)), a page run or a slab
+ * (both in the `live` treap, key start). A span is in exactly one treap,
+ * so one set of treap links serves both. Treap priorities come from a
+ * per-arena xorshift generator; the expected depth is O(log n) whatever
+ * the order of operations. Span records come from a pool grown in chunks
+ * and are only returned to the system by dsm__arena_destroy.
+ *
+ * Everything here works on page numbers relative to the arena and on
+ * addresses as integers: no pointer into the region is ever dereferenced.
+ *
+ * Locking: every entry point of an arena takes a->lock for its whole body;
+ * static helpers run with it held. The home cache has its own scheme (at
+ * the end of the file).
+ */
+#include "arena.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+/* Slot sizes of the small classes: multiples of 16, about 4 classes per
+ * doubling, so internal waste stays under 25% (12.5% above 128 bytes). */
+static const uint16_t class_size[] = {
+	16, 32, 48, 64, 80, 96, 112, 128,
+	160, 192, 224, 256, 320, 384, 448, 512,
+	640, 768, 896, 1024, 1280, 1536, 1792, 2048,
+};
+#define NCLASSES DSM__ARRAY_SIZE(class_size)
+_Static_assert(DSM__ARRAY_SIZE(class_size) == 24, "class table");
+_Static_assert(DSM__ARENA_SMALL_MAX == 2048, "last class is SMALL_MAX");
+_Static_assert(DSM__ARENA_MIN_PAGE >= 2 * DSM__ARENA_SMALL_MAX,
+	       "a slab holds at least two slots");
+
+/* A slab may span up to this many pages to keep tail waste <= 1/8. */
+#define SLAB_MAX_PAGES 8
+
+enum span_state {
+	SPAN_FREE = 0,
+	SPAN_RUN = 1,
+	SPAN_SLAB = 2,
+};
+
+struct slab;
+
+struct span {
+	size_t start;              /* first page, relative to the arena */
+	size_t npages;
+	struct span *prev, *next;  /* address order; also the pool free list */
+	struct span *left, *right; /* treap: live (by start) or free (by size) */
+	uint32_t prio;             /* treap heap priority (max at the root) */
+	uint8_t state;             /* enum span_state */
+	uint8_t place;             /* enum dsm__place, SPAN_RUN only */
+	struct slab *slab;         /* SPAN_SLAB only */
+};
+
+struct slab {
+	struct span *span;
+	struct slab *prev, *next;  /* partial list of the class */
+	uint32_t cls;
+	uint32_t size;             /* slot bytes */
+	uint32_t nslots;
+	uint32_t nfree;
+	uint32_t hint;             /* words below hint have no free slot */
+	uint64_t bits[];           /* 1 = allocated; padding past nslots is 1 */
+};
+
+#define POOL_CHUNK 256
+
+struct pool_chunk {
+	struct pool_chunk *next;
+	struct span spans[POOL_CHUNK];
+};
+
+struct dsm__arena {
+	pthread_mutex_t lock;
+	/* Immutable after create. */
+	struct dsm__arena_region region;
+	int node;
+	uintptr_t base;            /* first byte of this arena */
+	size_t npages;             /* pages in this arena */
+	unsigned page_shift;
+	uint8_t slab_pages[NCLASSES];
+	uint32_t slab_slots[NCLASSES];
+	uint8_t class_of[DSM__ARENA_SMALL_MAX / 16 + 1]; /* by (size + 15) / 16 */
+	/* Protected by lock. */
+	struct span *head;         /* span at page 0 (never released) */
+	struct span *live;         /* treap root */
+	struct span *free;         /* treap root */
+	struct slab *partial[NCLASSES]; /* slabs with a free slot */
+	struct slab *empty[NCLASSES];   /* the one kept empty slab, in partial */
+	struct span *spare;        /* pool free list (via next) */
+	size_t nspare;
+	struct pool_chunk *chunks;
+	uint32_t rng;
+	struct dsm__arena_stats st; /* largest_free computed on demand */
+};
+
+/* ---- region ------------------------------------------------------------ */
+
+int dsm__arena_region_init(struct dsm__arena_region *r, uintptr_t base,
+			   size_t size, size_t page_size, int nodes)
+{
+	size_t arena_size;
+
+	if (!r || page_size < DSM__ARENA_MIN_PAGE || (page_size & (page_size - 1)) ||
+	    base % page_size || nodes < 1 || nodes > DSM__ARENA_MAX_NODES ||
+	    size > UINTPTR_MAX - base)
+		return DSM_EINVAL;
+	arena_size = (size / (size_t)nodes) & ~(page_size - 1);
+	if (!arena_size)
+		return DSM_EINVAL;
+	r->base = base;
+	r->size = size;
+	r->page_size = page_size;
+	r->nodes = nodes;
+	r->arena_size = arena_size;
+	return 0;
+}
+
+int dsm__arena_owner(const struct dsm__arena_region *r, const void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	size_t k;
+
+	if (p < r->base || p - r->base >= r->size)
+		return DSM_EINVAL;
+	k = (p - r->base) / r->arena_size;
+	return k < (size_t)r->nodes ? (int)k : DSM_EINVAL;
+}
+
+uintptr_t dsm__arena_start(const struct dsm__arena_region *r, int node)
+{
+	if (node < 0 || node >= r->nodes)
+		return 0;
+	return r->base + (size_t)node * r->arena_size;
+}
+
+int dsm__home_of(int place, int owner, int nodes, size_t npages, size_t i)
+{
+	size_t n = (size_t)nodes, q, rem, big;
+
+	if (nodes < 1 || owner < 0 || owner >= nodes || i >= npages)
+		return DSM_EINVAL;
+	switch (place) {
+	case DSM__PLACE_LOCAL:
+		return owner;
+	case DSM__PLACE_INTERLEAVE:
+		return (int)(((size_t)owner + i % n) % n);
+	case DSM__PLACE_BLOCKED:
+		/* The first rem chunks have q + 1 pages, the others q. */
+		q = npages / n;
+		rem = npages % n;
+		big = rem * (q + 1);
+		if (i < big)
+			return (int)(i / (q + 1));
+		return (int)(rem + (i - big) / q);
+	default:
+		return DSM_EINVAL;
+	}
+}
+
+/* ---- span pool ---------------------------------------------------------- */
+
+static uint32_t next_prio(struct dsm__arena *a)
+{
+	uint32_t x = a->rng;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	a->rng = x;
+	return x;
+}
+
+/* Make sure at least one span record is spare. 0 or DSM_ENOMEM. */
+static int pool_reserve(struct dsm__arena *a)
+{
+	struct pool_chunk *c;
+
+	if (a->nspare)
+		return 0;
+	c = malloc(sizeof(*c));
+	if (!c)
+		return DSM_ENOMEM;
+	c->next = a->chunks;
+	a->chunks = c;
+	for (size_t i = 0; i < POOL_CHUNK; i++) {
+		c->spans[i].next = a->spare;
+		a->spare = &c->spans[i];
+	}
+	a->nspare += POOL_CHUNK;
+	return 0;
+}
+
+/* Take a spare record (pool_reserve must have succeeded), zeroed. */
+static struct span *span_get(struct dsm__arena *a)
+{
+	struct span *s = a->spare;
+
+	a->spare = s->next;
+	a->nspare--;
+	memset(s, 0, sizeof(*s));
+	s->prio = next_prio(a);
+	return s;
+}
+
+static void span_put(struct dsm__arena *a, struct span *s)
+{
+	s->next = a->spare;
+	a->spare = s;
+	a->nspare++;
+}
+
+/* ---- treaps --------------------------------------------------------------
+ * Recursive insert/remove; the expected depth is about 2 ln n (25 for
+ * 100,000 spans), so the recursion stays shallow. */
+
+static inline bool key_less(const struct span *x, const struct span *y, bool bysize)
+{
+	if (bysize && x->npages != y->npages)
+		return x->npages < y->npages;
+	return x->start < y->start;
+}
+
+static struct span *rot_right(struct span *t)
+{
+	struct span *l = t->left;
+
+	t->left = l->right;
+	l->right = t;
+	return l;
+}
+
+static struct span *rot_left(struct span *t)
+{
+	struct span *r = t->right;
+
+	t->right = r->left;
+	r->left = t;
+	return r;
+}
+
+static struct span *t_insert(struct span *t, struct span *n, bool bysize)
+{
+	if (!t) {
+		n->left = n->right = NULL;
+		return n;
+	}
+	if (key_less(n, t, bysize)) {
+		t->left = t_insert(t->left, n, bysize);
+		if (t->left->prio > t->prio)
+			t = rot_right(t);
+	} else {
+		t->right = t_insert(t->right, n, bysize);
+		if (t->right->prio > t->prio)
+			t = rot_left(t);
+	}
+	return t;
+}
+
+/* Join two treaps, every key of x below every key of y. */
+static struct span *t_merge(struct span *x, struct span *y)
+{
+	if (!x)
+		return y;
+	if (!y)
+		return x;
+	if (x->prio > y->prio) {
+		x->right = t_merge(x->right, y);
+		return x;
+	}
+	y->left = t_merge(x, y->left);
+	return y;
+}
+
+/* Remove n, which must be in the treap t. */
+static struct span *t_remove(struct span *t, struct span *n, bool bysize)
+{
+	if (t == n)
+		return t_merge(n->left, n->right);
+	if (!t)
+		return NULL;
+	if (key_less(n, t, bysize))
+		t->left = t_remove(t->left, n, bysize);
+	else
+		t->right = t_remove(t->right, n, bysize);
+	return t;
+}
+
+/* The live span holding page pg, or NULL. */
+static struct span *live_find(const struct dsm__arena *a, size_t pg)
+{
+	struct span *t = a->live, *best = NULL;
+
+	while (t) {
+		if (t->start <= pg) {
+			best = t;
+			t = t->right;
+		} else {
+			t = t->left;
+		}
+	}
+	return best && pg - best->start < best->npages ? best : NULL;
+}
+
+/* The smallest free span of at least npages pages (lowest address among
+ * equals), or NULL. */
+static struct span *free_fit(const struct dsm__arena *a, size_t npages)
+{
+	struct span *t = a->free, *best = NULL;
+
+	while (t) {
+		if (t->npages >= npages) {
+			best = t;
+			t = t->left;
+		} else {
+			t = t->right;
+		}
+	}
+	return best;
+}
+
+static void free_insert(struct dsm__arena *a, struct span *s)
+{
+	s->state = SPAN_FREE;
+	a->free = t_insert(a->free, s, true);
+	a->st.free_extents++;
+	a->st.free_pages += s->npages;
+}
+
+static void free_remove(struct dsm__arena *a, struct span *s)
+{
+	a->free = t_remove(a->free, s, true);
+	a->st.free_extents--;
+	a->st.free_pages -= s->npages;
+}
+
+/* ---- page runs ---------------------------------------------------------- */
+
+/* Take npages pages as a live span (state SPAN_RUN, placement LOCAL) or
+ * return NULL (no free extent fits, or no memory for a record). */
+static struct span *run_take(struct dsm__arena *a, size_t npages)
+{
+	struct span *s, *r;
+
+	if (pool_reserve(a) < 0)
+		return NULL;
+	s = free_fit(a, npages);
+	if (!s)
+		return NULL;
+	free_remove(a, s);
+	if (s->npages > npages) {
+		r = span_get(a);
+		r->start = s->start + npages;
+		r->npages = s->npages - npages;
+		r->prev = s;
+		r->next = s->next;
+		if (s->next)
+			s->next->prev = r;
+		s->next = r;
+		s->npages = npages;
+		free_insert(a, r);
+	}
+	s->state = SPAN_RUN;
+	s->place = DSM__PLACE_LOCAL;
+	s->slab = NULL;
+	a->live = t_insert(a->live, s, false);
+	return s;
+}
+
+/* Return a live span's pages to the free extents, merged with free
+ * neighbours. */
+static void run_release(struct dsm__arena *a, struct span *s)
+{
+	struct span *p = s->prev, *n = s->next;
+
+	a->live = t_remove(a->live, s, false);
+	s->slab = NULL;
+	if (p && p->state == SPAN_FREE) {
+		free_remove(a, p);
+		p->npages += s->npages;
+		p->next = n;
+		if (n)
+			n->prev = p;
+		span_put(a, s);
+		s = p;
+	}
+	if (n && n->state == SPAN_FREE) {
+		free_remove(a, n);
+		s->npages += n->npages;
+		s->next = n->next;
+		if (n->next)
+			n->next->prev = s;
+		span_put(a, n);
+	}
+	free_insert(a, s);
+}
+
+/* ---- slabs -------------------------------------------------------------- */
+
+static void partial_push(struct dsm__arena *a, struct slab *sl)
+{
+	struct slab **h = &a->partial[sl->cls];
+
+	sl->prev = NULL;
+	sl->next = *h;
+	if (*h)
+		(*h)->prev = sl;
+	*h = sl;
+}
+
+static void partial_remove(struct dsm__arena *a, struct slab *sl)
+{
+	if (sl->prev)
+		sl->prev->next = sl->next;
+	else
+		a->partial[sl->cls] = sl->next;
+	if (sl->next)
+		sl->next->prev = sl->prev;
+	sl->prev = sl->next = NULL;
+}
+
+/* Give an empty slab's pages back. */
+static void slab_release(struct dsm__arena *a, struct slab *sl)
+{
+	if (a->empty[sl->cls] == sl)
+		a->empty[sl->cls] = NULL;
+	partial_remove(a, sl);
+	a->st.slabs--;
+	a->st.small_pages -= sl->span->npages;
+	run_release(a, sl->span);
+	free(sl);
+}
+
+/* Release the kept empty slabs; true if there was one. */
+static bool reclaim_empty(struct dsm__arena *a)
+{
+	bool any = false;
+
+	for (size_t c = 0; c < NCLASSES; c++) {
+		if (a->empty[c]) {
+			slab_release(a, a->empty[c]);
+			any = true;
+		}
+	}
+	return any;
+}
+
+/* run_take, retried once after releasing the kept empty slabs. */
+static struct span *run_take_reclaim(struct dsm__arena *a, size_t npages)
+{
+	struct span *s = run_take(a, npages);
+
+	if (!s && reclaim_empty(a))
+		s = run_take(a, npages);
+	return s;
+}
+
+static struct slab *slab_create(struct dsm__arena *a, uint32_t cls)
+{
+	uint32_t nslots = a->slab_slots[cls];
+	size_t words = (nslots + 63) / 64;
+	struct slab *sl = malloc(sizeof(*sl) + words * sizeof(uint64_t));
+	struct span *s;
+
+	if (!sl)
+		return NULL;
+	s = run_take_reclaim(a, a->slab_pages[cls]);
+	if (!s) {
+		free(sl);
+		return NULL;
+	}
+	s->state = SPAN_SLAB;
+	s->slab = sl;
+	sl->span = s;
+	sl->cls = cls;
+	sl->size = class_size[cls];
+	sl->nslots = nslots;
+	sl->nfree = nslots;
+	sl->hint = 0;
+	memset(sl->bits, 0, words * sizeof(uint64_t));
+	if (nslots % 64)
+		sl->bits[words - 1] = ~0ull << (nslots % 64);
+	partial_push(a, sl);
+	a->st.slabs++;
+	a->st.small_pages += s->npages;
+	return sl;
+}
+
+static void *small_alloc(struct dsm__arena *a, size_t size)
+{
+	uint32_t cls = a->class_of[(size + 15) / 16];
+	struct slab *sl = a->partial[cls];
+	uint32_t w, slot;
+	uint64_t inv;
+
+	/* Leave the kept empty slab alone while another has room. */
+	if (sl && sl == a->empty[cls] && sl->next)
+		sl = sl->next;
+	if (!sl) {
+		sl = slab_create(a, cls);
+		if (!sl)
+			return NULL;
+	}
+	if (a->empty[cls] == sl)
+		a->empty[cls] = NULL;
+	for (w = sl->hint; !(inv = ~sl->bits[w]); w++)
+		;
+	slot = w * 64 + (uint32_t)__builtin_ctzll(inv);
+	sl->bits[w] |= 1ull << (slot % 64);
+	sl->hint = w;
+	if (--sl->nfree == 0)
+		partial_remove(a, sl);
+	a->st.bytes_in_use += sl->size;
+	return (void *)(a->base + (sl->span->start << a->page_shift) +
+			(uintptr_t)slot * sl->size);
+}
+
+static void small_free(struct dsm__arena *a, struct slab *sl, uint32_t slot)
+{
+	uint32_t w = slot / 64;
+
+	sl->bits[w] &= ~(1ull << (slot % 64));
+	if (w < sl->hint)
+		sl->hint = w;
+	a->st.bytes_in_use -= sl->size;
+	if (++sl->nfree == 1)
+		partial_push(a, sl);
+	if (sl->nfree == sl->nslots) {
+		if (!a->empty[sl->cls])
+			a->empty[sl->cls] = sl;
+		else
+			slab_release(a, sl);
+	}
+}
+
+/* ---- arena -------------------------------------------------------------- */
+
+int dsm__arena_create(const struct dsm__arena_region *r, int node,
+		      struct dsm__arena **out)
+{
+	struct dsm__arena *a;
+	struct span *s;
+	size_t page;
+	int err;
+
+	*out = NULL;
+	if (!r || node < 0 || node >= r->nodes)
+		return DSM_EINVAL;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return DSM_ENOMEM;
+	err = pthread_mutex_init(&a->lock, NULL);
+	if (err) {
+		free(a);
+		return DSM_ENOMEM;
+	}
+	a->region = *r;
+	a->node = node;
+	a->base = dsm__arena_start(r, node);
+	page = r->page_size;
+	a->page_shift = (unsigned)__builtin_ctzll(page);
+	a->npages = r->arena_size >> a->page_shift;
+	a->rng = 0x9E3779B9u ^ (uint32_t)node;
+	if (!a->rng)
+		a->rng = 1;
+
+	/* Per class: the fewest pages (1 .. SLAB_MAX_PAGES) whose tail waste is
+	 * at most 1/8 of the slab. */
+	for (size_t c = 0, sz = 0; c < NCLASSES; c++) {
+		size_t k = 1;
+
+		while (k < SLAB_MAX_PAGES && (k * page) % class_size[c] > k * page / 8)
+			k++;
+		a->slab_pages[c] = (uint8_t)k;
+		a->slab_slots[c] = (uint32_t)(k * page / class_size[c]);
+		for (; sz <= class_size[c] / 16; sz++)
+			a->class_of[sz] = (uint8_t)c;
+	}
+
+	if (pool_reserve(a) < 0) {
+		pthread_mutex_destroy(&a->lock);
+		free(a);
+		return DSM_ENOMEM;
+	}
+	s = span_get(a);
+	s->start = 0;
+	s->npages = a->npages;
+	a->head = s;
+	free_insert(a, s);
+	*out = a;
+	return 0;
+}
+
+void dsm__arena_destroy(struct dsm__arena *a)
+{
+	struct pool_chunk *c, *n;
+
+	if (!a)
+		return;
+	for (struct span *s = a->head; s; s = s->next)
+		if (s->state == SPAN_SLAB)
+			free(s->slab);
+	for (c = a->chunks; c; c = n) {
+		n = c->next;
+		free(c);
+	}
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}
+
+/* Resolve ptr as the start of a live allocation: its span, and for a slab
+ * the slot. 0 or DSM_EINVAL. Lock held. */
+static int resolve(const struct dsm__arena *a, const void *ptr,
+		   struct span **sp, uint32_t *slotp)
+{
+	uintptr_t p = (uintptr_t)ptr, off, inner;
+	struct span *s;
+	struct slab *sl;
+	size_t slot;
+
+	if (p < a->base || p - a->base >= (a->npages << a->page_shift))
+		return DSM_EINVAL;
+	off = p - a->base;
+	s = live_find(a, off >> a->page_shift);
+	if (!s)
+		return DSM_EINVAL;
+	inner = off - (s->start << a->page_shift);
+	if (s->state == SPAN_RUN) {
+		if (inner)
+			return DSM_EINVAL;
+	} else {
+		sl = s->slab;
+		if (inner % sl->size)
+			return DSM_EINVAL;
+		slot = inner / sl->size;
+		if (slot >= sl->nslots || !(sl->bits[slot / 64] & (1ull << (slot % 64))))
+			return DSM_EINVAL;
+		*slotp = (uint32_t)slot;
+	}
+	*sp = s;
+	return 0;
+}
+
+int dsm__arena_alloc(struct dsm__arena *a, size_t size, int place, void **out)
+{
+	struct span *s;
+	size_t npages;
+	void *p = NULL;
+	int err = 0;
+
+	*out = NULL;
+	if (!size || place < DSM__PLACE_LOCAL || place > DSM__PLACE_BLOCKED) {
+		pthread_mutex_lock(&a->lock);
+		a->st.failed++;
+		pthread_mutex_unlock(&a->lock);
+		return DSM_EINVAL;
+	}
+	pthread_mutex_lock(&a->lock);
+	if (size <= DSM__ARENA_SMALL_MAX && place == DSM__PLACE_LOCAL) {
+		p = small_alloc(a, size);
+	} else if (size <= (a->npages << a->page_shift)) {
+		npages = (size + ((size_t)1 << a->page_shift) - 1) >> a->page_shift;
+		s = run_take_reclaim(a, npages);
+		if (s) {
+			s->place = (uint8_t)place;
+			a->st.large_pages += npages;
+			a->st.bytes_in_use += npages << a->page_shift;
+			p = (void *)(a->base + (s->start << a->page_shift));
+		}
+	}
+	if (p) {
+		a->st.allocs_live++;
+		a->st.allocs++;
+	} else {
+		a->st.failed++;
+		err = DSM_ENOMEM;
+	}
+	pthread_mutex_unlock(&a->lock);
+	*out = p;
+	return err;
+}
+
+int dsm__arena_free(struct dsm__arena *a, void *ptr)
+{
+	struct span *s;
+	uint32_t slot = 0;
+	int err;
+
+	pthread_mutex_lock(&a->lock);
+	err = resolve(a, ptr, &s, &slot);
+	if (err) {
+		a->st.failed++;
+		pthread_mutex_unlock(&a->lock);
+		DSM__DEBUG("arena %d: free of %p rejected (not a live allocation)",
+			   a->node, ptr);
+		return err;
+	}
+	if (s->state == SPAN_RUN) {
+		a->st.large_pages -= s->npages;
+		a->st.bytes_in_use -= s->npages << a->page_shift;
+		run_release(a, s);
+	} else {
+		small_free(a, s->slab, slot);
+	}
+	a->st.allocs_live--;
+	a->st.frees++;
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+ssize_t dsm__arena_size_of(struct dsm__arena *a, const void *ptr)
+{
+	struct span *s;
+	uint32_t slot = 0;
+	ssize_t r;
+
+	pthread_mutex_lock(&a->lock);
+	r = resolve(a, ptr, &s, &slot);
+	if (!r)
+		r = s->state == SPAN_RUN ? (ssize_t)(s->npages << a->page_shift)
+					 : (ssize_t)s->slab->size;
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+/* Lock held. */
+static int extent_locked(struct dsm__arena *a, const void *addr,
+			 struct dsm__arena_extent *out)
+{
+	uintptr_t p = (uintptr_t)addr;
+	struct span *s;
+
+	if (p < a->base || p - a->base >= (a->npages << a->page_shift))
+		return DSM_EINVAL;
+	s = live_find(a, (p - a->base) >> a->page_shift);
+	if (!s || (s->state == SPAN_SLAB && s->slab->nfree == s->slab->nslots))
+		return DSM_ENOENT;
+	out->start = a->base + (s->start << a->page_shift);
+	out->npages = s->npages;
+	out->place = s->state == SPAN_RUN ? s->place : DSM__PLACE_LOCAL;
+	out->owner = a->node;
+	out->small = s->state == SPAN_SLAB;
+	return 0;
+}
+
+int dsm__arena_extent(struct dsm__arena *a, const void *addr,
+		      struct dsm__arena_extent *out)
+{
+	int r;
+
+	pthread_mutex_lock(&a->lock);
+	r = extent_locked(a, addr, out);
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+int dsm__arena_home(struct dsm__arena *a, const void *page_addr, int nodes)
+{
+	struct dsm__arena_extent e;
+	int r;
+
+	if (nodes <= a->node || nodes > DSM__ARENA_MAX_NODES)
+		return DSM_EINVAL;
+	pthread_mutex_lock(&a->lock);
+	r = extent_locked(a, page_addr, &e);
+	pthread_mutex_unlock(&a->lock);
+	if (r)
+		return r;
+	return dsm__home_of(e.place, e.owner, nodes, e.npages,
+			    ((uintptr_t)page_addr - e.start) >> a->page_shift);
+}
+
+void dsm__arena_get_stats(struct dsm__arena *a, struct dsm__arena_stats *out)
+{
+	struct span *t;
+
+	pthread_mutex_lock(&a->lock);
+	*out = a->st;
+	out->largest_free = 0;
+	for (t = a->free; t; t = t->right)
+		out->largest_free = t->npages;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* ---- consistency check -------------------------------------------------- */
+
+#define CHECK(cond, ...) \
+	do { \
+		if (!(cond)) { \
+			DSM__ERR("arena check failed: " __VA_ARGS__); \
+			return DSM_EINVAL; \
+		} \
+	} while (0)
+
+/* In-order walk: keys strictly increasing, heap order on prio, every node
+ * in the expected state; counts the nodes. */
+static int check_treap(const struct span *t, bool bysize, const struct span **prev,
+		       size_t *count)
+{
+	int r;
+
+	if (!t)
+		return 0;
+	CHECK(!t->left || t->left->prio <= t->prio, "treap heap order");
+	CHECK(!t->right || t->right->prio <= t->prio, "treap heap order");
+	r = check_treap(t->left, bysize, prev, count);
+	if (r)
+		return r;
+	CHECK(bysize ? t->state == SPAN_FREE : t->state != SPAN_FREE,
+	      "span at page %zu in the wrong treap", t->start);
+	CHECK(!*prev || key_less(*prev, t, bysize), "treap key order at page %zu", t->start);
+	*prev = t;
+	(*count)++;
+	return check_treap(t->right, bysize, prev, count);
+}
+
+static int check_locked(struct dsm__arena *a)
+{
+	struct dsm__arena_stats c = { 0 };
+	const struct span *prev = NULL, *walk;
+	size_t next_page = 0, nfree = 0, nlive = 0, tfree = 0, tlive = 0;
+	size_t partial_slabs = 0, listed = 0;
+	int r;
+
+	CHECK(a->head && a->head->start == 0, "head span");
+	for (const struct span *s = a->head; s; prev = s, s = s->next) {
+		CHECK(s->prev == prev, "prev link at page %zu", s->start);
+		CHECK(s->start == next_page && s->npages > 0,
+		      "spans do not tile: page %zu, expected %zu", s->start,
+		      next_page);
+		next_page = s->start + s->npages;
+		if (s->state == SPAN_FREE) {
+			CHECK(!prev || prev->state != SPAN_FREE,
+			      "free neighbours at page %zu", s->start);
+			nfree++;
+			c.free_pages += s->npages;
+		} else if (s->state == SPAN_RUN) {
+			CHECK(s->place <= DSM__PLACE_BLOCKED, "placement");
+			nlive++;
+			c.large_pages += s->npages;
+			c.bytes_in_use += s->npages << a->page_shift;
+			c.allocs_live++;
+		} else {
+			const struct slab *sl = s->slab;
+			size_t words, used = 0;
+
+			CHECK(s->state == SPAN_SLAB && sl && sl->span == s,
+			      "slab at page %zu", s->start);
+			CHECK(sl->cls < NCLASSES && sl->size == class_size[sl->cls] &&
+			      sl->nslots == a->slab_slots[sl->cls] &&
+			      s->npages == a->slab_pages[sl->cls],
+			      "slab geometry at page %zu", s->start);
+			words = (sl->nslots + 63) / 64;
+			for (size_t w = 0; w < words; w++) {
+				used += (size_t)__builtin_popcountll(sl->bits[w]);
+				CHECK(w >= sl->hint || !~sl->bits[w],
+				      "slab hint at page %zu", s->start);
+			}
+			if (sl->nslots % 64)
+				CHECK(!~(sl->bits[words - 1] | ~(~0ull << (sl->nslots % 64))),
+				      "slab padding at page %zu", s->start);
+			used -= words * 64 - sl->nslots;
+			CHECK(used == sl->nslots - sl->nfree, "slab count at page %zu", s->start);
+			CHECK(sl->nfree < sl->nslots || a->empty[sl->cls] == sl,
+			      "a second empty slab at page %zu", s->start);
+			if (sl->nfree)
+				partial_slabs++;
+			nlive++;
+			c.slabs++;
+			c.small_pages += s->npages;
+			c.bytes_in_use += (uint64_t)used * sl->size;
+			c.allocs_live += used;
+		}
+	}
+	CHECK(next_page == a->npages, "spans cover %zu of %zu pages", next_page,
+	      a->npages);
+	for (size_t k = 0; k < NCLASSES; k++) {
+		const struct slab *pv = NULL;
+
+		for (const struct slab *sl = a->partial[k]; sl; pv = sl, sl = sl->next) {
+			CHECK(sl->prev == pv && sl->cls == k && sl->nfree > 0,
+			      "partial list of class %zu", k);
+			CHECK(sl->span->state == SPAN_SLAB && sl->span->slab == sl,
+			      "partial slab not live");
+			listed++;
+		}
+	}
+	CHECK(listed == partial_slabs, "%zu slabs with room, %zu listed",
+	      partial_slabs, listed);
+	walk = NULL;
+	r = check_treap(a->free, true, &walk, &tfree);
+	if (r)
+		return r;
+	walk = NULL;
+	r = check_treap(a->live, false, &walk, &tlive);
+	if (r)
+		return r;
+	for (const struct span *s = a->head; s; s = s->next) {
+		const struct span *t = a->free;
+
+		if (s->state != SPAN_FREE) {
+			CHECK(live_find(a, s->start) == s, "page %zu not in the live treap",
+			      s->start);
+			continue;
+		}
+		while (t && t != s)
+			t = key_less(s, t, true) ? t->left : t->right;
+		CHECK(t == s, "page %zu not in the free treap", s->start);
+	}
+	CHECK(tfree == nfree && tlive == nlive,
+	      "treaps hold %zu free/%zu live, list %zu/%zu", tfree, tlive,
+	      nfree, nlive);
+	CHECK(c.free_pages == a->st.free_pages && nfree == a->st.free_extents &&
+	      c.large_pages == a->st.large_pages &&
+	      c.small_pages == a->st.small_pages && c.slabs == a->st.slabs &&
+	      c.bytes_in_use == a->st.bytes_in_use &&
+	      c.allocs_live == a->st.allocs_live, "counters");
+	return 0;
+}
+
+int dsm__arena_check(struct dsm__arena *a)
+{
+	int r;
+
+	pthread_mutex_lock(&a->lock);
+	r = check_locked(a);
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+/* ---- home cache ----------------------------------------------------------
+ * nsets sets of WAYS 64-bit words, one cache line per set. A word is
+ * (page + 1) << 16 | home, 0 when empty, so a reader sees a key and its
+ * home in one atomic load and never a torn pair. Writers (insert, forget)
+ * hold c->lock; readers take nothing. A page lives in the set chosen by a
+ * multiplicative hash; lookup and forget scan the whole set, so deletion
+ * needs no tombstones. */
+
+#define WAYS 8
+#define KEY_BITS 48
+
+struct dsm__home_cache {
+	_Atomic uint64_t *slots;
+	size_t nsets;              /* power of two */
+	unsigned set_bits;
+	unsigned page_shift;
+	pthread_mutex_t lock;      /* serialises writers */
+	_Atomic uint64_t epoch;    /* forgets so far; written under lock */
+	uint8_t *victim;           /* per set, next way to evict; under lock */
+	_Atomic uint64_t hits, misses; /* relaxed */
+	uint64_t inserts, evictions, forgotten, stale; /* under lock */
+};
+
+int dsm__home_cache_create(size_t entries, size_t page_size,
+			   struct dsm__home_cache **out)
+{
+	struct dsm__home_cache *c;
+	size_t nsets = 1;
+
+	*out = NULL;
+	if (!page_size || (page_size & (page_size - 1)) || entries > ((size_t)1 << 40))
+		return DSM_EINVAL;
+	while (nsets * WAYS < entries)
+		nsets <<= 1;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return DSM_ENOMEM;
+	c->slots = aligned_alloc(64, nsets * WAYS * sizeof(uint64_t));
+	c->victim = calloc(nsets, 1);
+	if (!c->slots || !c->victim)
+		goto fail_alloc;
+	if (pthread_mutex_init(&c->lock, NULL))
+		goto fail_alloc;
+	for (size_t i = 0; i < nsets * WAYS; i++)
+		atomic_init(&c->slots[i], 0);
+	c->nsets = nsets;
+	c->set_bits = (unsigned)__builtin_ctzll(nsets);
+	c->page_shift = (unsigned)__builtin_ctzll(page_size);
+	atomic_init(&c->epoch, 0);
+	atomic_init(&c->hits, 0);
+	atomic_init(&c->misses, 0);
+	*out = c;
+	return 0;
+
+fail_alloc:
+	free(c->victim);
+	free(c->slots);
+	free(c);
+	return DSM_ENOMEM;
+}
+
+void dsm__home_cache_destroy(struct dsm__home_cache *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_destroy(&c->lock);
+	free(c->victim);
+	free(c->slots);
+	free(c);
+}
+
+static inline _Atomic uint64_t *set_of(const struct dsm__home_cache *c, uint64_t page)
+{
+	uint64_t h = page * 0x9E3779B97F4A7C15ull;
+
+	return c->slots + (c->set_bits ? h >> (64 - c->set_bits) : 0) * WAYS;
+}
+
+int dsm__home_cache_lookup(struct dsm__home_cache *c, const void *addr)
+{
+	uint64_t page = (uintptr_t)addr >> c->page_shift, key = page + 1;
+	_Atomic uint64_t *set = set_of(c, page);
+
+	for (int w = 0; w < WAYS; w++) {
+		uint64_t v = atomic_load_explicit(&set[w], memory_order_acquire);
+
+		if (v >> 16 == key) {
+			atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
+			return (int)(v & 0xffff);
+		}
+	}
+	atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+	return DSM_ENOENT;
+}
+
+uint64_t dsm__home_cache_epoch(struct dsm__home_cache *c)
+{
+	return atomic_load_explicit(&c->epoch, memory_order_acquire);
+}
+
+int dsm__home_cache_insert(struct dsm__home_cache *c, const void *addr,
+			   int home, uint64_t epoch)
+{
+	uint64_t page = (uintptr_t)addr >> c->page_shift, key = page + 1, v;
+	_Atomic uint64_t *set = set_of(c, page);
+	int w, hole = -1;
+
+	if (home < 0 || home >= DSM__ARENA_MAX_NODES || key >> KEY_BITS)
+		return DSM_EINVAL;
+	v = key << 16 | (uint64_t)home;
+	pthread_mutex_lock(&c->lock);
+	if (epoch != atomic_load_explicit(&c->epoch, memory_order_relaxed)) {
+		c->stale++;
+		pthread_mutex_unlock(&c->lock);
+		return DSM_EAGAIN;
+	}
+	for (w = 0; w < WAYS; w++) {
+		uint64_t cur = atomic_load_explicit(&set[w], memory_order_relaxed);
+
+		if (cur >> 16 == key)
+			break;
+		if (!cur && hole < 0)
+			hole = w;
+	}
+	if (w == WAYS) {
+		if (hole >= 0) {
+			w = hole;
+		} else {
+			size_t si = (size_t)(set - c->slots) / WAYS;
+
+			w = c->victim[si]++ % WAYS;
+			c->evictions++;
+		}
+	}
+	atomic_store_explicit(&set[w], v, memory_order_release);
+	c->inserts++;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+void dsm__home_cache_forget(struct dsm__home_cache *c, const void *addr, size_t len)
+{
+	uint64_t first = (uintptr_t)addr >> c->page_shift, last;
+	uintptr_t end;
+
+	if (!len)
+		return;
+	end = len - 1 > UINTPTR_MAX - (uintptr_t)addr ? UINTPTR_MAX
+						       : (uintptr_t)addr + (len - 1);
+	last = end >> c->page_shift;
+	pthread_mutex_lock(&c->lock);
+	atomic_fetch_add_explicit(&c->epoch, 1, memory_order_release);
+	if (last - first < c->nsets) {
+		/* Fewer pages than sets: visit each page's set. */
+		for (uint64_t pg = first;; pg++) {
+			_Atomic uint64_t *set = set_of(c, pg);
+
+			for (int w = 0; w < WAYS; w++) {
+				if (atomic_load_explicit(&set[w], memory_order_relaxed) >> 16 == pg + 1) {
+					atomic_store_explicit(&set[w], 0, memory_order_release);
+					c->forgotten++;
+				}
+			}
+			if (pg == last)
+				break;
+		}
+	} else {
+		for (size_t i = 0; i < c->nsets * WAYS; i++) {
+			uint64_t v = atomic_load_explicit(&c->slots[i], memory_order_relaxed);
+			uint64_t pg = (v >> 16) - 1;
+
+			if (v && pg >= first && pg <= last) {
+				atomic_store_explicit(&c->slots[i], 0, memory_order_release);
+				c->forgotten++;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void dsm__home_cache_get_stats(struct dsm__home_cache *c,
+			       struct dsm__home_cache_stats *out)
+{
+	pthread_mutex_lock(&c->lock);
+	out->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
+	out->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
+	out->inserts = c->inserts;
+	out->evictions = c->evictions;
+	out->forgotten = c->forgotten;
+	out->stale = c->stale;
+	pthread_mutex_unlock(&c->lock);
+}

@@ -19,7 +19,7 @@ demo | test) ;;
 	;;
 esac
 
-pkgs=(gcc libc6-dev pkg-config meson ninja-build python3 libfabric-dev liburcu-dev check)
+pkgs=(gcc libc6-dev pkg-config meson ninja-build python3 libfabric-dev liburcu-dev check libpmix-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

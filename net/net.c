@@ -77,11 +77,54 @@ static int parse_peers(struct dsm__net_cfg *cfg, const char *peers)
 	return 0;
 }
 
-int dsm__net_cfg_from_env(struct dsm__net_cfg *cfg)
+int dsm__net_cfg_settings_from_env(struct dsm__net_cfg *cfg, const char *peers)
 {
-	const char *peers, *prov, *fault;
+	const char *prov, *fault;
 	long v;
 	bool b;
+	int e;
+
+	prov = dsm__env_str("DSM_PROVIDER");
+	snprintf(cfg->provider, sizeof(cfg->provider), "%s", prov ? prov : "udp");
+	if ((e = dsm__env_long("DSM_CLUSTER", peers ? (long)fnv1a(peers) : 0, 0, UINT32_MAX, &v)))
+		return e;
+	cfg->cluster = (uint32_t)v;
+	if ((e = dsm__env_long("DSM_PEER_TIMEOUT_MS", 1000, 50, 3600000, &v)))
+		return e;
+	cfg->peer_timeout_ms = (int)v;
+	if ((e = dsm__env_long("DSM_CONNECT_TIMEOUT_MS", 10000, 100, 3600000, &v)))
+		return e;
+	cfg->connect_timeout_ms = (int)v;
+	if ((e = dsm__env_bool("DSM_STATS", false, &b)))
+		return e;
+	cfg->stats = b;
+	if ((e = dsm__env_long("DSM_RPC_WORKERS", 2, 1, 64, &v)))
+		return e;
+	cfg->workers = (int)v;
+	if ((e = dsm__env_long("DSM_SPIN_US", 50, 0, 1000000, &v)))
+		return e;
+	cfg->spin_us = (int)v;
+	if ((e = dsm__env_long("DSM_MAX_MSG", 64L << 20, 1L << 20, 1L << 30, &v)))
+		return e;
+	cfg->max_msg = (size_t)v;
+	cfg->rx_posted = 512;
+	fault = dsm__env_str("DSM_FAULT");
+	if (fault) {
+		char err[256];
+
+		if (dsm__fault_parse(fault, &cfg->fault, err, sizeof(err)) < 0) {
+			DSM__ERR("%s", err);
+			return DSM_ECONFIG;
+		}
+		cfg->fault_on = true;
+	}
+	return 0;
+}
+
+int dsm__net_cfg_from_env(struct dsm__net_cfg *cfg)
+{
+	const char *peers;
+	long v;
 	int e;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -105,45 +148,10 @@ int dsm__net_cfg_from_env(struct dsm__net_cfg *cfg)
 			 cfg->nodes);
 		return DSM_ECONFIG;
 	}
-	if (peers && (e = parse_peers(cfg, peers))) {
-		dsm__net_cfg_fini(cfg);
-		return e;
-	}
-	prov = dsm__env_str("DSM_PROVIDER");
-	snprintf(cfg->provider, sizeof(cfg->provider), "%s", prov ? prov : "udp");
-	if ((e = dsm__env_long("DSM_CLUSTER", peers ? (long)fnv1a(peers) : 0, 0, UINT32_MAX, &v)))
+	if (peers && (e = parse_peers(cfg, peers)))
 		goto fail;
-	cfg->cluster = (uint32_t)v;
-	if ((e = dsm__env_long("DSM_PEER_TIMEOUT_MS", 1000, 50, 3600000, &v)))
+	if ((e = dsm__net_cfg_settings_from_env(cfg, peers)))
 		goto fail;
-	cfg->peer_timeout_ms = (int)v;
-	if ((e = dsm__env_long("DSM_CONNECT_TIMEOUT_MS", 10000, 100, 3600000, &v)))
-		goto fail;
-	cfg->connect_timeout_ms = (int)v;
-	if ((e = dsm__env_bool("DSM_STATS", false, &b)))
-		goto fail;
-	cfg->stats = b;
-	if ((e = dsm__env_long("DSM_RPC_WORKERS", 2, 1, 64, &v)))
-		goto fail;
-	cfg->workers = (int)v;
-	if ((e = dsm__env_long("DSM_SPIN_US", 50, 0, 1000000, &v)))
-		goto fail;
-	cfg->spin_us = (int)v;
-	if ((e = dsm__env_long("DSM_MAX_MSG", 64L << 20, 1L << 20, 1L << 30, &v)))
-		goto fail;
-	cfg->max_msg = (size_t)v;
-	cfg->rx_posted = 512;
-	fault = dsm__env_str("DSM_FAULT");
-	if (fault) {
-		char err[256];
-
-		if (dsm__fault_parse(fault, &cfg->fault, err, sizeof(err)) < 0) {
-			DSM__ERR("%s", err);
-			e = DSM_ECONFIG;
-			goto fail;
-		}
-		cfg->fault_on = true;
-	}
 	return 0;
 fail:
 	dsm__net_cfg_fini(cfg);

@@ -38,6 +38,11 @@ struct dsm__net_cfg {
 /* Fill cfg from the environment. 0, or DSM_ECONFIG / DSM_EADDR after a log
  * line that names the variable. Free with dsm__net_cfg_fini. */
 int dsm__net_cfg_from_env(struct dsm__net_cfg *cfg);
+/* Only the settings that do not depend on membership (everything but
+ * rank, nodes and addresses), for a bootstrap that learns those itself.
+ * peers (may be NULL) seeds the default cluster id. Leaves the membership
+ * fields alone. 0 or DSM_ECONFIG after a log line naming the variable. */
+int dsm__net_cfg_settings_from_env(struct dsm__net_cfg *cfg, const char *peers);
 void dsm__net_cfg_fini(struct dsm__net_cfg *cfg);
 
 struct dsm__net_cbs {

@@ -715,23 +715,20 @@ static Suite *chan_suite(void)
 {
 	Suite *s = suite_create("chan");
 
-	/* one case per test, so CK_RUN_CASE=name runs just one */
-#define ADD(fn) do { TCase *t = tcase_create(#fn); tcase_set_timeout(t, 120); tcase_add_test(t, fn); suite_add_tcase(s, t); } while (0)
-	ADD(chan_seq_wrap);
-	ADD(chan_rto_estimator);
-	ADD(chan_clean_stream);
-	ADD(chan_stream_across_wrap);
-	ADD(chan_lossy_stream);
-	ADD(chan_sack_bookkeeping);
-	ADD(chan_tail_loss_probe);
-	ADD(chan_message_too_big);
-	ADD(chan_dead_peer);
-	ADD(chan_excluded_node_learns);
-	ADD(chan_restart_is_new_member);
-	ADD(chan_clean_leave);
-	ADD(chan_rejects_foreign);
-	ADD(chan_four_nodes_all_to_all);
-#undef ADD
+	DSM_TEST_ADD(s, chan_seq_wrap, 120);
+	DSM_TEST_ADD(s, chan_rto_estimator, 120);
+	DSM_TEST_ADD(s, chan_clean_stream, 120);
+	DSM_TEST_ADD(s, chan_stream_across_wrap, 120);
+	DSM_TEST_ADD(s, chan_lossy_stream, 120);
+	DSM_TEST_ADD(s, chan_sack_bookkeeping, 120);
+	DSM_TEST_ADD(s, chan_tail_loss_probe, 120);
+	DSM_TEST_ADD(s, chan_message_too_big, 120);
+	DSM_TEST_ADD(s, chan_dead_peer, 120);
+	DSM_TEST_ADD(s, chan_excluded_node_learns, 120);
+	DSM_TEST_ADD(s, chan_restart_is_new_member, 120);
+	DSM_TEST_ADD(s, chan_clean_leave, 120);
+	DSM_TEST_ADD(s, chan_rejects_foreign, 120);
+	DSM_TEST_ADD(s, chan_four_nodes_all_to_all, 120);
 	return s;
 }
 

@@ -756,33 +756,20 @@ END_TEST
 static Suite *diff_suite(void)
 {
 	Suite *s = suite_create("diff");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-		{ "diff_unchanged_empty", diff_unchanged_empty },
-		{ "diff_layout", diff_layout },
-		{ "diff_single_word", diff_single_word },
-		{ "diff_every_word", diff_every_word },
-		{ "diff_random_roundtrip", diff_random_roundtrip },
-		{ "diff_two_writers_merge", diff_two_writers_merge },
-		{ "diff_no_gap_merge", diff_no_gap_merge },
-		{ "diff_cap_too_small", diff_cap_too_small },
-		{ "diff_reject_truncated", diff_reject_truncated },
-		{ "diff_reject_header", diff_reject_header },
-		{ "diff_reject_runs", diff_reject_runs },
-		{ "diff_bound", diff_bound },
-		{ "diff_invalid_args", diff_invalid_args },
-		{ "diff_timing", diff_timing },
-	};
-
-	for (size_t i = 0; i < DSM__ARRAY_SIZE(cases); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
+	DSM_TEST_ADD(s, diff_unchanged_empty, 60);
+	DSM_TEST_ADD(s, diff_layout, 60);
+	DSM_TEST_ADD(s, diff_single_word, 60);
+	DSM_TEST_ADD(s, diff_every_word, 60);
+	DSM_TEST_ADD(s, diff_random_roundtrip, 60);
+	DSM_TEST_ADD(s, diff_two_writers_merge, 60);
+	DSM_TEST_ADD(s, diff_no_gap_merge, 60);
+	DSM_TEST_ADD(s, diff_cap_too_small, 60);
+	DSM_TEST_ADD(s, diff_reject_truncated, 60);
+	DSM_TEST_ADD(s, diff_reject_header, 60);
+	DSM_TEST_ADD(s, diff_reject_runs, 60);
+	DSM_TEST_ADD(s, diff_bound, 60);
+	DSM_TEST_ADD(s, diff_invalid_args, 60);
+	DSM_TEST_ADD(s, diff_timing, 60);
 	return s;
 }
 

@@ -588,30 +588,17 @@ END_TEST
 static Suite *fabric_suite(void)
 {
 	Suite *s = suite_create("fabric");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-		{ "fabric_sizes_intact", fabric_sizes_intact },
-		{ "fabric_threads_all_arrive", fabric_threads_all_arrive },
-		{ "fabric_send_path", fabric_send_path },
-		{ "fabric_four_nodes", fabric_four_nodes },
-		{ "fabric_wait_wakes", fabric_wait_wakes },
-		{ "fabric_addr_in_use", fabric_addr_in_use },
-		{ "fabric_bad_host", fabric_bad_host },
-		{ "fabric_bad_provider", fabric_bad_provider },
-		{ "fabric_bad_config", fabric_bad_config },
-		{ "fabric_mr_cache_monitor", fabric_mr_cache_monitor },
-		{ "fabric_no_fd_leak", fabric_no_fd_leak },
-	};
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
+	DSM_TEST_ADD(s, fabric_sizes_intact, 60);
+	DSM_TEST_ADD(s, fabric_threads_all_arrive, 60);
+	DSM_TEST_ADD(s, fabric_send_path, 60);
+	DSM_TEST_ADD(s, fabric_four_nodes, 60);
+	DSM_TEST_ADD(s, fabric_wait_wakes, 60);
+	DSM_TEST_ADD(s, fabric_addr_in_use, 60);
+	DSM_TEST_ADD(s, fabric_bad_host, 60);
+	DSM_TEST_ADD(s, fabric_bad_provider, 60);
+	DSM_TEST_ADD(s, fabric_bad_config, 60);
+	DSM_TEST_ADD(s, fabric_mr_cache_monitor, 60);
+	DSM_TEST_ADD(s, fabric_no_fd_leak, 60);
 	return s;
 }
 

@@ -750,33 +750,20 @@ END_TEST
 static Suite *fault_suite(void)
 {
 	Suite *s = suite_create("fault");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-		{ "fault_parse_valid", fault_parse_valid },
-		{ "fault_parse_reject", fault_parse_reject },
-		{ "fault_drop_all", fault_drop_all },
-		{ "fault_dup_all", fault_dup_all },
-		{ "fault_corrupt_one_bit", fault_corrupt_one_bit },
-		{ "fault_reorder_swaps", fault_reorder_swaps },
-		{ "fault_delay_releases", fault_delay_releases },
-		{ "fault_delay_range", fault_delay_range },
-		{ "fault_link_targeting", fault_link_targeting },
-		{ "fault_seed_deterministic", fault_seed_deterministic },
-		{ "fault_rates", fault_rates },
-		{ "fault_pool_full", fault_pool_full },
-		{ "fault_errors", fault_errors },
-		{ "fault_threads", fault_threads },
-	};
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
+	DSM_TEST_ADD(s, fault_parse_valid, 60);
+	DSM_TEST_ADD(s, fault_parse_reject, 60);
+	DSM_TEST_ADD(s, fault_drop_all, 60);
+	DSM_TEST_ADD(s, fault_dup_all, 60);
+	DSM_TEST_ADD(s, fault_corrupt_one_bit, 60);
+	DSM_TEST_ADD(s, fault_reorder_swaps, 60);
+	DSM_TEST_ADD(s, fault_delay_releases, 60);
+	DSM_TEST_ADD(s, fault_delay_range, 60);
+	DSM_TEST_ADD(s, fault_link_targeting, 60);
+	DSM_TEST_ADD(s, fault_seed_deterministic, 60);
+	DSM_TEST_ADD(s, fault_rates, 60);
+	DSM_TEST_ADD(s, fault_pool_full, 60);
+	DSM_TEST_ADD(s, fault_errors, 60);
+	DSM_TEST_ADD(s, fault_threads, 60);
 	return s;
 }
 

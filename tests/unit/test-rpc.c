@@ -468,16 +468,14 @@ static Suite *rpc_suite(void)
 {
 	Suite *s = suite_create("rpc");
 
-#define ADD(fn) do { TCase *t = tcase_create(#fn); tcase_set_timeout(t, 60); tcase_add_test(t, fn); suite_add_tcase(s, t); } while (0)
-	ADD(rpc_echo_sizes);
-	ADD(rpc_sum_signed_arrays);
-	ADD(rpc_async_many);
-	ADD(rpc_oneway_in_order);
-	ADD(rpc_errors_reach_caller);
-	ADD(rpc_timeout);
-	ADD(rpc_deferred_reply);
-	ADD(rpc_peer_dead_ends_calls);
-#undef ADD
+	DSM_TEST_ADD(s, rpc_echo_sizes, 60);
+	DSM_TEST_ADD(s, rpc_sum_signed_arrays, 60);
+	DSM_TEST_ADD(s, rpc_async_many, 60);
+	DSM_TEST_ADD(s, rpc_oneway_in_order, 60);
+	DSM_TEST_ADD(s, rpc_errors_reach_caller, 60);
+	DSM_TEST_ADD(s, rpc_timeout, 60);
+	DSM_TEST_ADD(s, rpc_deferred_reply, 60);
+	DSM_TEST_ADD(s, rpc_peer_dead_ends_calls, 60);
 	return s;
 }
 

@@ -578,32 +578,19 @@ END_TEST
 static Suite *wire_suite(void)
 {
 	Suite *s = suite_create("wire");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-		{ "wire_crc_vectors", wire_crc_vectors },
-		{ "wire_crc_hw_matches_sw", wire_crc_hw_matches_sw },
-		{ "wire_crc_first_call_threads", wire_crc_first_call_threads },
-		{ "wire_le_layout", wire_le_layout },
-		{ "wire_roundtrip", wire_roundtrip },
-		{ "wire_reject_truncated", wire_reject_truncated },
-		{ "wire_reject_magic", wire_reject_magic },
-		{ "wire_reject_version", wire_reject_version },
-		{ "wire_reject_type", wire_reject_type },
-		{ "wire_reject_flags", wire_reject_flags },
-		{ "wire_reject_len", wire_reject_len },
-		{ "wire_reject_crc", wire_reject_crc },
-		{ "wire_strerror_names", wire_strerror_names },
-	};
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
+	DSM_TEST_ADD(s, wire_crc_vectors, 60);
+	DSM_TEST_ADD(s, wire_crc_hw_matches_sw, 60);
+	DSM_TEST_ADD(s, wire_crc_first_call_threads, 60);
+	DSM_TEST_ADD(s, wire_le_layout, 60);
+	DSM_TEST_ADD(s, wire_roundtrip, 60);
+	DSM_TEST_ADD(s, wire_reject_truncated, 60);
+	DSM_TEST_ADD(s, wire_reject_magic, 60);
+	DSM_TEST_ADD(s, wire_reject_version, 60);
+	DSM_TEST_ADD(s, wire_reject_type, 60);
+	DSM_TEST_ADD(s, wire_reject_flags, 60);
+	DSM_TEST_ADD(s, wire_reject_len, 60);
+	DSM_TEST_ADD(s, wire_reject_crc, 60);
+	DSM_TEST_ADD(s, wire_strerror_names, 60);
 	return s;
 }
 

@@ -29,6 +29,15 @@ unsigned dsm_test_free_port(int *keep_fd)
 	return ntohs(a.sin_port);
 }
 
+void dsm_test_add(Suite *s, const char *name, const TTest *fn, int timeout_s)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, timeout_s);
+	tcase_add_test(tc, fn);
+	suite_add_tcase(s, tc);
+}
+
 int dsm_test_run_suite(Suite *s)
 {
 	SRunner *sr = srunner_create(s);

@@ -11,6 +11,11 @@
  * otherwise it is closed. Exits the test program on failure. */
 unsigned dsm_test_free_port(int *keep_fd);
 
+/* Add test fn to s as a case of its own, named name, so that
+ * CK_RUN_CASE=name runs just that one. */
+void dsm_test_add(Suite *s, const char *name, const TTest *fn, int timeout_s);
+#define DSM_TEST_ADD(s, fn, timeout_s) dsm_test_add((s), #fn, (fn), (timeout_s))
+
 /* Run every case of s; returns the exit status for main (0: all passed). */
 int dsm_test_run_suite(Suite *s);
 

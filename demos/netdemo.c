@@ -21,16 +21,6 @@
 
 static atomic_uint done_notes;
 
-static int echo_h(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_echo_req *req,
-		  struct dsm_rpc_echo_rep *rep)
-{
-	(void)ctx;
-	rep->stamp = req->stamp;
-	rep->seq = req->seq;
-	rep->data = req->data;
-	return 0;
-}
-
 static int note_h(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_note_msg *m)
 {
 	(void)ctx;
@@ -125,7 +115,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rpc = dsm__net_rpc(net);
-	dsm_rpc_echo_serve(rpc, echo_h, NULL);
+	dsm__net_serve_echo(rpc);
 	dsm_rpc_note_serve(rpc, note_h, NULL);
 	e = dsm__net_start(net);
 	if (e) {

@@ -65,6 +65,9 @@ int dsm__net_start(struct dsm__net *n);
 void dsm__net_destroy(struct dsm__net *n);
 
 struct dsm__rpc *dsm__net_rpc(struct dsm__net *n);
+/* Serve the net layer's own `echo` call (net.rpc) with the plain handler
+ * that returns stamp, seq and data unchanged: demos, tests, benchmarks. */
+int dsm__net_serve_echo(struct dsm__rpc *r);
 unsigned dsm__net_rank(const struct dsm__net *n);
 unsigned dsm__net_nodes(const struct dsm__net *n);
 bool dsm__net_peer_alive(struct dsm__net *n, unsigned peer);

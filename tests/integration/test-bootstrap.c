@@ -26,6 +26,7 @@
 #include "common.h"
 #include "net.h"
 #include "net_rpc.h"
+#include "testutil.h"
 
 #define MAXN 8
 #define ALEN 48
@@ -44,16 +45,6 @@ struct result {
 
 static struct dsm__rpc *rpc;
 static atomic_uint done_notes;
-
-static int echo_h(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_echo_req *req,
-		  struct dsm_rpc_echo_rep *rep)
-{
-	(void)ctx;
-	rep->stamp = req->stamp;
-	rep->seq = req->seq;
-	rep->data = req->data;
-	return 0;
-}
 
 static int note_h(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_note_msg *m)
 {
@@ -74,7 +65,7 @@ static int echo_round(struct dsm__net_cfg *cfg, char *why, size_t wl)
 		return 0;
 	}
 	rpc = dsm__net_rpc(net);
-	dsm_rpc_echo_serve(rpc, echo_h, NULL);
+	dsm__net_serve_echo(rpc);
 	dsm_rpc_note_serve(rpc, note_h, NULL);
 	if ((e = dsm__net_start(net))) {
 		snprintf(why, wl, "dsm__net_start: %s", dsm_strerror(e));
@@ -152,24 +143,6 @@ static void node_main(int fd, bool echo)
 
 static pid_t pids[MAXN + 1];
 static unsigned npids;
-
-static void kill_all(void)
-{
-	for (unsigned i = 0; i < npids; i++)
-		if (pids[i] > 0)
-			kill(pids[i], SIGKILL);
-}
-
-static void on_alarm(int sig)
-{
-	static const char msg[] = "test-bootstrap: deadline passed; killing all nodes\n";
-
-	(void)sig;
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		_exit(2);
-	kill_all();
-	_exit(1);
-}
 
 static int passed, failed, skipped;
 
@@ -593,7 +566,7 @@ int main(int argc, char **argv)
 {
 	const char *only = getenv("TEST_BOOTSTRAP_ONLY");
 
-	signal(SIGALRM, on_alarm);
+	dsm_test_deadline("test-bootstrap", 0, pids, &npids); /* each case arms alarm() */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!only || strstr(only, "ok"))
 		test_ok4();

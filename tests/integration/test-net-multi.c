@@ -377,24 +377,6 @@ static void node_idle(int fd)
 static pid_t pids[MAXN];
 static unsigned npids;
 
-static void kill_all(void)
-{
-	for (unsigned i = 0; i < npids; i++)
-		if (pids[i] > 0)
-			kill(pids[i], SIGKILL);
-}
-
-static void on_alarm(int sig)
-{
-	static const char msg[] = "test-net-multi: deadline passed; killing all nodes\n";
-
-	(void)sig;
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		_exit(2);
-	kill_all();
-	_exit(1);
-}
-
 static void set_env(unsigned n)
 {
 	char peers[MAXN * 24] = "", v[32];
@@ -641,15 +623,12 @@ static void run_idle(void)
 
 int main(int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_alarm };
-
 	if (argc < 2) {
 		fprintf(stderr, "usage: test-net-multi storm N CALLS | kill | idle\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	sigaction(SIGALRM, &sa, NULL);
-	alarm(argc > 4 ? (unsigned)atoi(argv[4]) : 600);
+	dsm_test_deadline("test-net-multi", argc > 4 ? (unsigned)atoi(argv[4]) : 600, pids, &npids);
 	if (!strcmp(argv[1], "storm") && argc >= 4)
 		run_storm((unsigned)atoi(argv[2]), strtoull(argv[3], NULL, 10));
 	else if (!strcmp(argv[1], "kill"))
@@ -658,7 +637,7 @@ int main(int argc, char **argv)
 		run_idle();
 	else
 		return 2;
-	kill_all();
+	dsm_test_kill_children();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

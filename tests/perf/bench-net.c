@@ -664,17 +664,6 @@ static int spin_us = 50;          /* DSM_SPIN_US overrides (analysis only) */
 static unsigned ports[2][2];      /* [lossy][rank] */
 static uint8_t *msg_buf;          /* MSG_BYTES, sender */
 
-/* Inline: runs on the server's network thread. */
-static int echo_h(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_echo_req *req,
-		  struct dsm_rpc_echo_rep *rep)
-{
-	(void)ctx;
-	rep->stamp = req->stamp;
-	rep->seq = req->seq;
-	rep->data = req->data;
-	return 0;
-}
-
 /* Inline (network thread; `note` is declared inline in net.rpc): must not
  * block. From rank 0: a stream message, noted back with the count received
  * so far. From rank 1: that count, on the sender. */
@@ -748,7 +737,7 @@ static void net_up(unsigned rank, bool lossy)
 		die("dsm__net_create (rank %u, %s): %s", rank, lossy ? "lossy" : "loss-free",
 		    dsm_strerror(e));
 	nd.rpc = dsm__net_rpc(nd.net);
-	if ((e = dsm_rpc_echo_serve(nd.rpc, echo_h, &nd)) ||
+	if ((e = dsm__net_serve_echo(nd.rpc)) ||
 	    (e = dsm_rpc_note_serve(nd.rpc, note_h, &nd)))
 		die("serve: %s", dsm_strerror(e));
 	e = dsm__net_start(nd.net);

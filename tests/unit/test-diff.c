@@ -33,26 +33,6 @@
 
 static const size_t sizes[] = { 8, 64, 4096, 8192, 65536 };
 
-/* xorshift64*: reproducible pseudo-random numbers. */
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rng(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1Dull;
-}
-
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i += 8) {
-		uint64_t v = rng();
-
-		memcpy(p + i, &v, 8);
-	}
-}
-
 /* Make word i of page differ from word i of twin (random new value). */
 static void change_word(const uint8_t *twin, uint8_t *page, size_t i)
 {
@@ -60,7 +40,7 @@ static void change_word(const uint8_t *twin, uint8_t *page, size_t i)
 
 	memcpy(&t, twin + 8 * i, 8);
 	do
-		v = rng();
+		v = dsm_test_rng();
 	while (v == t);
 	memcpy(page + 8 * i, &v, 8);
 }
@@ -170,7 +150,7 @@ START_TEST(diff_unchanged_empty)
 		size_t ps = sizes[s];
 		int len;
 
-		fill_random(twin, ps);
+		dsm_test_fill_random(twin, ps);
 		memcpy(page, twin, ps);
 		len = dsm__diff_encode(twin, page, ps, d, sizeof(d));
 		ck_assert_int_eq(len, 12);
@@ -180,7 +160,7 @@ START_TEST(diff_unchanged_empty)
 		/* The header alone fits a 12-byte buffer. */
 		ck_assert_int_eq(dsm__diff_encode(twin, page, ps, d, 12), 12);
 		/* Applying it to any page is a no-op. */
-		fill_random(home, ps);
+		dsm_test_fill_random(home, ps);
 		memcpy(save, home, ps);
 		ck_assert_int_eq(dsm__diff_apply(home, ps, d, 12), 0);
 		ck_assert_mem_eq(home, save, ps);
@@ -227,7 +207,7 @@ START_TEST(diff_single_word)
 		for (size_t k = 0; k < DSM__ARRAY_SIZE(idx); k++) {
 			int len;
 
-			fill_random(twin, ps);
+			dsm_test_fill_random(twin, ps);
 			memcpy(page, twin, ps);
 			change_word(twin, page, idx[k]);
 			len = dsm__diff_encode(twin, page, ps, d, sizeof(d));
@@ -257,7 +237,7 @@ START_TEST(diff_every_word)
 		size_t ps = sizes[s], n = ps / 8;
 		int len;
 
-		fill_random(twin, ps);
+		dsm_test_fill_random(twin, ps);
 		for (size_t i = 0; i < n; i++)
 			change_word(twin, page, i);
 		len = dsm__diff_encode(twin, page, ps, d, sizeof(d));
@@ -278,25 +258,25 @@ static void random_changes(const uint8_t *twin, uint8_t *page, size_t ps, unsign
 	memcpy(page, twin, ps);
 	switch (mode % 4) {
 	case 0: { /* sparse: a few random words */
-		size_t k = 1 + rng() % 8;
+		size_t k = 1 + dsm_test_rng() % 8;
 
 		for (size_t j = 0; j < k; j++)
-			change_word(twin, page, rng() % n);
+			change_word(twin, page, dsm_test_rng() % n);
 		break;
 	}
 	case 1: { /* dense: each word with probability 1/2 .. 63/64 */
-		uint64_t p = 32 + rng() % 32;
+		uint64_t p = 32 + dsm_test_rng() % 32;
 
 		for (size_t i = 0; i < n; i++)
-			if (rng() % 64 < p)
+			if (dsm_test_rng() % 64 < p)
 				change_word(twin, page, i);
 		break;
 	}
 	case 2: { /* clustered: a few ranges */
-		size_t k = 1 + rng() % 6;
+		size_t k = 1 + dsm_test_rng() % 6;
 
 		for (size_t j = 0; j < k; j++) {
-			size_t a = rng() % n, l = 1 + rng() % 64;
+			size_t a = dsm_test_rng() % n, l = 1 + dsm_test_rng() % 64;
 
 			for (size_t i = a; i < n && i < a + l; i++)
 				change_word(twin, page, i);
@@ -304,11 +284,11 @@ static void random_changes(const uint8_t *twin, uint8_t *page, size_t ps, unsign
 		break;
 	}
 	default: { /* any probability, including byte-level changes */
-		uint64_t p = rng() % 65;
+		uint64_t p = dsm_test_rng() % 65;
 
 		for (size_t i = 0; i < n; i++)
-			if (rng() % 64 < p)
-				page[8 * i + rng() % 8] ^= (uint8_t)(1 + rng() % 255);
+			if (dsm_test_rng() % 64 < p)
+				page[8 * i + dsm_test_rng() % 8] ^= (uint8_t)(1 + dsm_test_rng() % 255);
 		break;
 	}
 	}
@@ -322,10 +302,10 @@ START_TEST(diff_random_roundtrip)
 		unsigned iters;
 	} cfg[] = { { 4096, 4000 }, { 8192, 2000 }, { 65536, 400 }, { 72, 2000 } };
 
-	rng_state = 0x1234567887654321ull;
+	dsm_test_rng_seed(0x1234567887654321ull);
 	for (size_t c = 0; c < DSM__ARRAY_SIZE(cfg); c++) {
 		for (unsigned it = 0; it < cfg[c].iters; it++) {
-			fill_random(twin, cfg[c].ps);
+			dsm_test_fill_random(twin, cfg[c].ps);
 			random_changes(twin, page, cfg[c].ps, it);
 			roundtrip(twin, page, cfg[c].ps);
 		}
@@ -345,7 +325,7 @@ static void two_writers(const uint8_t *owner, size_t ps)
 	size_t n = ps / 8;
 	int la, lb;
 
-	fill_random(base, ps);
+	dsm_test_fill_random(base, ps);
 	memcpy(a, base, ps);
 	memcpy(b, base, ps);
 	for (size_t i = 0; i < n; i++) {
@@ -377,7 +357,7 @@ START_TEST(diff_two_writers_merge)
 	static uint8_t owner[MAXW];
 	static const size_t ps_list[] = { 64, 4096, 8192, 65536 };
 
-	rng_state = 0xfeedfacecafebeefull;
+	dsm_test_rng_seed(0xfeedfacecafebeefull);
 	for (size_t s = 0; s < DSM__ARRAY_SIZE(ps_list); s++) {
 		size_t ps = ps_list[s], n = ps / 8;
 
@@ -393,7 +373,7 @@ START_TEST(diff_two_writers_merge)
 		/* Random disjoint sets, with unowned words. */
 		for (int it = 0; it < (ps > 8192 ? 50 : 500); it++) {
 			for (size_t i = 0; i < n; i++)
-				owner[i] = (uint8_t)(rng() % 3);
+				owner[i] = (uint8_t)(dsm_test_rng() % 3);
 			two_writers(owner, ps);
 		}
 	}
@@ -406,7 +386,7 @@ START_TEST(diff_no_gap_merge)
 	int len;
 
 	/* Words 0, 2, 4, 6 changed: four one-word runs, the gaps not sent. */
-	fill_random(twin, 64);
+	dsm_test_fill_random(twin, 64);
 	memcpy(page, twin, 64);
 	for (size_t i = 0; i < 8; i += 2)
 		change_word(twin, page, i);
@@ -422,7 +402,7 @@ START_TEST(diff_cap_too_small)
 	static uint8_t buf[DSM_DIFF_BOUND(4096) + 64];
 	int len;
 
-	fill_random(twin, 4096);
+	dsm_test_fill_random(twin, 4096);
 	memcpy(page, twin, 4096);
 	for (size_t i = 0; i < 512; i += 37)
 		change_word(twin, page, i);
@@ -467,7 +447,7 @@ static void expect_reject(const uint8_t *diff, size_t len, size_t ps, const char
 	uint8_t *d = dup_exact(diff, len);
 	int rv = dsm__diff_validate(d, len, ps), ra;
 
-	fill_random(page, ps);
+	dsm_test_fill_random(page, ps);
 	memcpy(save, page, ps);
 	ra = dsm__diff_apply(page, ps, d, len);
 	free(d);
@@ -493,7 +473,7 @@ static int sample_diff(uint8_t *d, size_t cap)
 {
 	static uint8_t twin[4096], page[4096];
 
-	fill_random(twin, 4096);
+	dsm_test_fill_random(twin, 4096);
 	memcpy(page, twin, 4096);
 	change_word(twin, page, 0);
 	change_word(twin, page, 1);
@@ -638,7 +618,7 @@ START_TEST(diff_bound)
 	for (size_t n = 1; n <= 12; n++) {
 		size_t ps = 8 * n, worst = 0;
 
-		fill_random(twin, ps);
+		dsm_test_fill_random(twin, ps);
 		for (uint32_t m = 0; m < (1u << n); m++) {
 			int len;
 
@@ -659,7 +639,7 @@ START_TEST(diff_bound)
 		for (size_t phase = 0; phase < 2; phase++) {
 			int len;
 
-			fill_random(twin, ps);
+			dsm_test_fill_random(twin, ps);
 			memcpy(page, twin, ps);
 			for (size_t i = phase; i < n; i += 2)
 				change_word(twin, page, i);
@@ -716,14 +696,14 @@ START_TEST(diff_timing)
 	static int64_t tot[1000], enc[1000];
 	static const unsigned pct[] = { 1, 10, 100 };
 
-	rng_state = 42;
+	dsm_test_rng_seed(42);
 	for (size_t k = 0; k < DSM__ARRAY_SIZE(pct); k++) {
 		size_t want = 512 * pct[k] / 100, changed = 0;
 
-		fill_random(twin, 4096);
+		dsm_test_fill_random(twin, 4096);
 		memcpy(page, twin, 4096);
 		while (changed < want) {
-			size_t i = rng() % 512;
+			size_t i = dsm_test_rng() % 512;
 
 			if (memcmp(twin + 8 * i, page + 8 * i, 8) == 0) {
 				change_word(twin, page, i);

@@ -109,16 +109,6 @@ static struct dsm__rpc *R(struct cluster *cl, unsigned i)
 
 /* ---- handlers ----------------------------------------------------------- */
 
-static int echo_h(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_echo_req *req,
-		  struct dsm_rpc_echo_rep *rep)
-{
-	(void)ctx;
-	rep->stamp = req->stamp;
-	rep->seq = req->seq;
-	rep->data = req->data;
-	return 0;
-}
-
 static atomic_int slow_ms;
 
 static int echo_worker_h(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_echo_worker_req *req,
@@ -167,7 +157,7 @@ static int note_h(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_note_msg *m)
 
 static void serve_node(struct dsm__rpc *r)
 {
-	ck_assert_int_eq(dsm_rpc_echo_serve(r, echo_h, NULL), 0);
+	ck_assert_int_eq(dsm__net_serve_echo(r), 0);
 	ck_assert_int_eq(dsm_rpc_echo_worker_serve(r, echo_worker_h, NULL), 0);
 	ck_assert_int_eq(dsm_rpc_sum_serve(r, sum_h, NULL), 0);
 	ck_assert_int_eq(dsm_rpc_note_serve(r, note_h, NULL), 0);

@@ -20,23 +20,6 @@
 
 #define MAX_PAYLOAD (DSM_WIRE_MAX_DGRAM - DSM_WIRE_HDR_SIZE)
 
-/* xorshift64*: reproducible pseudo-random bytes. */
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rng(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1Dull;
-}
-
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)(rng() >> 56);
-}
-
 /* Exact-size heap copy, so reading past the end is caught. */
 static uint8_t *dup_exact(const uint8_t *p, size_t n)
 {
@@ -97,7 +80,7 @@ static uint8_t *make_dgram(const struct dsm__wire_hdr *h, size_t *n)
 	uint8_t *buf = malloc(DSM_WIRE_HDR_SIZE + (size_t)h->len);
 
 	ck_assert_ptr_nonnull(buf);
-	fill_random(buf + DSM_WIRE_HDR_SIZE, h->len);
+	dsm_test_fill_random(buf + DSM_WIRE_HDR_SIZE, h->len);
 	*n = dsm__wire_encode(buf, h);
 	ck_assert_uint_eq(*n, DSM_WIRE_HDR_SIZE + (size_t)h->len);
 	return buf;
@@ -177,7 +160,7 @@ START_TEST(wire_crc_hw_matches_sw)
 	bool hw = dsm__crc32c_hw_available();
 
 	ck_assert_ptr_nonnull(buf);
-	fill_random(buf, MAXN + 8);
+	dsm_test_fill_random(buf, MAXN + 8);
 	if (!hw)
 		printf("wire_crc_hw_matches_sw: no SSE4.2 on this CPU, "
 		       "hardware path skipped\n");
@@ -185,7 +168,7 @@ START_TEST(wire_crc_hw_matches_sw)
 	 * mod 8, with a random running CRC. */
 	for (size_t n = 0; n <= MAXN; n += n < 300 ? 1 : 37) {
 		for (size_t off = 0; off < 8; off++) {
-			uint32_t seed = (uint32_t)rng();
+			uint32_t seed = (uint32_t)dsm_test_rng();
 			uint32_t sw = dsm__crc32c_sw(seed, buf + off, n);
 
 			ck_assert_uint_eq(dsm__crc32c(seed, buf + off, n), sw);
@@ -297,7 +280,7 @@ static void roundtrip(const struct dsm__wire_hdr *h, size_t align)
 
 	ck_assert_ptr_nonnull(mem);
 	ck_assert_ptr_nonnull(payload);
-	fill_random(payload, h->len);
+	dsm_test_fill_random(payload, h->len);
 	memcpy(buf + DSM_WIRE_HDR_SIZE, payload, h->len);
 	n = dsm__wire_encode(buf, h);
 	ck_assert_uint_eq(n, cap);

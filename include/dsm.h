@@ -47,6 +47,163 @@ enum dsm_error {
 /* Text for an error code; never NULL. */
 DSM_EXPORT const char *dsm_strerror(int err);
 
+/* Exit status of a process ended because a load or store of shared memory
+ * could not be served (the page's home node is dead): see
+ * dsm_set_fault_handler. */
+#define DSM_EXIT_FAULT 86
+
+/* ---- life cycle -------------------------------------------------------- */
+
+/* Settings for dsm_init. A zero field means "from the DSM_* variable, else
+ * the default" (README, table of variables); dsm_init(NULL) is the same as
+ * a zeroed struct. Rank, node count and peer addresses always come from the
+ * launcher (dsmrun, PMIx under mpirun, or DSM_RANK/DSM_NODES/DSM_BOOTSTRAP).
+ */
+struct dsm_config {
+	size_t heap_size;      /* DSM_HEAP_SIZE: bytes of shared address space */
+	const char *pager;     /* DSM_PAGER: "auto", "uffd" or "sigsegv" */
+	int peer_timeout_ms;   /* DSM_PEER_TIMEOUT_MS: silence that kills a peer */
+	int stats;             /* DSM_STATS: 1 prints statistics at finalize */
+};
+
+/* Join the cluster: learn rank and peers, reserve the shared region at the
+ * same address on every node, wait until every node is there. Collective.
+ * 0, or DSM_ECONFIG (bad setting, named in the log), DSM_ETIMEDOUT (a node
+ * did not show up within DSM_CONNECT_TIMEOUT_MS), DSM_EBUSY (already
+ * initialised), DSM_EADDRINUSE, DSM_ENOTSUP, ... */
+DSM_EXPORT int dsm_init(const struct dsm_config *cfg);
+
+/* Leave. Collective: writes every node made before its dsm_finalize are
+ * delivered to their home nodes before any node leaves; then the shared
+ * region is unmapped. A node may call dsm_init again afterwards. 0, or
+ * DSM_EPEERDEAD when a node died (this node still leaves), DSM_ECLOSED
+ * when not initialised. */
+DSM_EXPORT int dsm_finalize(void);
+
+/* This node's rank, 0 .. dsm_nodes() - 1 (-1 / 0 when not initialised). */
+DSM_EXPORT int dsm_rank(void);
+DSM_EXPORT int dsm_nodes(void);
+
+/* ---- shared memory ------------------------------------------------------ */
+
+/* Where the pages of an allocation live (their home node keeps the master
+ * copy; the others fetch it on a fault and cache it). */
+enum dsm_placement {
+	DSM_PLACE_LOCAL = 0,      /* on the allocating node (small objects always) */
+	DSM_PLACE_INTERLEAVE = 1, /* page i on node (allocator + i) mod N */
+	DSM_PLACE_BLOCKED = 2,    /* N contiguous chunks in rank order */
+};
+
+/* Allocate size bytes of shared memory, 16-byte aligned (page aligned from
+ * one page up), contents unspecified. Not collective: any node, any thread,
+ * any time, no network round trip. The pointer is valid on every node; hand
+ * it over with dsm_bcast or through shared memory. NULL on failure, with
+ * the reason in dsm_last_error(): DSM_EINVAL (size 0, bad placement),
+ * DSM_ENOMEM (larger than this node's arena, DSM_HEAP_SIZE / N),
+ * DSM_ECLOSED. */
+DSM_EXPORT void *dsm_malloc(size_t size);
+DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where);
+/* Like dsm_malloc, zero-filled; NULL also when n * size overflows. */
+DSM_EXPORT void *dsm_calloc(size_t n, size_t size);
+/* Free memory from any node's dsm_malloc (a round trip when another node
+ * allocated it). NULL does nothing. A pointer that is not the start of a
+ * live allocation (double free, foreign or interior pointer) changes
+ * nothing: it is reported on stderr and in dsm_last_error() (DSM_EINVAL). */
+DSM_EXPORT void dsm_free(void *p);
+
+/* The error of this thread's last failed dsm_malloc/calloc/free (0 if the
+ * last one succeeded). */
+DSM_EXPORT int dsm_last_error(void);
+
+/* ---- synchronisation ---------------------------------------------------- */
+/*
+ * Memory model: release consistency for data-race-free programs, the
+ * pthreads contract. Writes a node makes before dsm_unlock(L), dsm_barrier()
+ * or dsm_bcast() (root) are visible to a node after its later dsm_lock(L),
+ * after the same barrier, or after it received the broadcast, transitively.
+ * Several nodes may write different bytes of one page between two
+ * synchronisations; their writes merge.
+ */
+
+/* Collective: root's len bytes of buf are copied into buf on every other
+ * node (e.g. a pointer from dsm_malloc), and everything root wrote before is
+ * visible to the others after. Every node calls it in the same order with
+ * the same root and len. 0, DSM_EINVAL (bad root, len mismatch),
+ * DSM_EPEERDEAD. */
+DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root);
+
+/* Collective: returns when every node has called it. Call it from one
+ * thread per node. 0, or DSM_EPEERDEAD (a node died or left; see
+ * dsm_dead_ranks). */
+DSM_EXPORT int dsm_barrier(void);
+
+/* Lock id (any 32-bit value; a lock needs no creation; its manager is node
+ * id mod N, which queues waiters in FIFO order). Held by the calling
+ * thread; not recursive. 0, DSM_EPEERDEAD (the manager is dead). */
+DSM_EXPORT int dsm_lock(uint32_t id);
+/* 0, DSM_EPEERDEAD, DSM_EINVAL (this node does not hold id). */
+DSM_EXPORT int dsm_unlock(uint32_t id);
+
+/* Atomics on an 8-byte aligned int64_t of shared memory, executed at the
+ * home node of its page, atomic with respect to each other on every node.
+ * They are not synchronisation for other data (use locks or barriers); a
+ * plain load of the word on another node sees the result after that node's
+ * next acquire (lock, barrier). *old (may be NULL) receives the previous
+ * value. 0, DSM_EINVAL (not shared memory, not aligned), DSM_EPEERDEAD. */
+DSM_EXPORT int dsm_fetch_add(int64_t *addr, int64_t v, int64_t *old);
+DSM_EXPORT int dsm_cas(int64_t *addr, int64_t expected, int64_t desired, int64_t *old);
+
+/* ---- failures ----------------------------------------------------------- */
+
+/* A load or store that cannot be served (its page's home node is dead)
+ * calls the fault handler, on a library thread, with the page address and
+ * the error. The default prints the address, the dead node and the reason,
+ * and ends the process with exit status DSM_EXIT_FAULT. A handler that
+ * returns ends the process the same way (the instruction cannot complete);
+ * it may instead end the process itself, e.g. _exit with its own status.
+ * NULL restores the default. 0. */
+typedef void (*dsm_fault_handler)(void *addr, int err);
+DSM_EXPORT int dsm_set_fault_handler(dsm_fault_handler h);
+
+/* Ranks the failure detector has declared dead (or that left), written to
+ * ranks[0 .. max), lowest first. Returns how many there are (may exceed
+ * max). */
+DSM_EXPORT int dsm_dead_ranks(int *ranks, int max);
+
+/* ---- statistics ---------------------------------------------------------- */
+
+struct dsm_stats {
+	/* coherence */
+	uint64_t read_faults;    /* loads of pages not present */
+	uint64_t write_faults;   /* stores to pages not writable */
+	uint64_t pages_fetched;  /* pages received from their home */
+	uint64_t pages_served;   /* pages sent to other nodes (as home) */
+	uint64_t prefetched;     /* of pages_fetched: fetched ahead */
+	uint64_t diffs_sent;     /* page diffs sent to homes */
+	uint64_t diff_bytes;     /* their encoded bytes */
+	uint64_t diffs_applied;  /* diffs received and applied (as home) */
+	uint64_t invalidations;  /* cached pages dropped at acquires */
+	uint64_t notices;        /* "page has another writer" notices received */
+	/* synchronisation */
+	uint64_t lock_acquires;  /* dsm_lock calls that succeeded */
+	uint64_t lock_waits;     /* of those, how many waited for another holder */
+	uint64_t lock_ns;        /* total time in dsm_lock */
+	uint64_t barriers;       /* dsm_barrier calls */
+	uint64_t barrier_ns;     /* total time in dsm_barrier */
+	uint64_t atomics;        /* dsm_fetch_add/dsm_cas calls */
+	uint64_t allocs, frees;  /* successful dsm_malloc*, dsm_free */
+	/* network */
+	uint64_t msgs_sent, msgs_received;
+	uint64_t bytes_sent, bytes_received;  /* datagram bytes */
+	uint64_t retransmits;
+	uint64_t dup_dropped, corrupt_dropped;
+	uint64_t rtt_us;         /* smoothed round-trip estimate, largest over peers */
+};
+
+/* This node's counters since dsm_init. 0, DSM_EINVAL (out NULL),
+ * DSM_ECLOSED. */
+DSM_EXPORT int dsm_stats(struct dsm_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -74,10 +74,10 @@
 
 #include "dsm.h"
 
-/* Exit status of a process ended because a load or store could not be
- * served (default fatal handler, or a handler that returned). 86 is not used
- * by the shell (126+), by signals (128+n) or by sysexits (64-78). */
-#define DSM_EXIT_FAULT 86
+/* DSM_EXIT_FAULT (dsm.h, 86): exit status of a process ended because a
+ * load or store could not be served (default fatal handler, or a handler
+ * that returned). 86 is not used by the shell (126+), by signals (128+n)
+ * or by sysexits (64-78). */
 
 /* Default DSM_BASE: 32 TiB. On x86-64 Linux (47-bit user space, 128 TiB) a
  * non-PIE binary and its brk heap sit near 4 MiB, PIE binaries and their

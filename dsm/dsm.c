@@ -1335,25 +1335,22 @@ static int h_lock(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_lock_req *rq,
 	struct lk_waiter *w = calloc(1, sizeof(*w));
 	int r;
 
+	(void)rp;
 	if (!w)
 		return DSM_ENOMEM;
 	w->node = dsm__rpc_ctx_peer(ctx);
-	r = lk_request(rq->id, w->node, w);
-	if (r == 1) {
-		free(w);
-		rp->waited = 0;
-		return 0;
-	}
-	if (r < 0) {
-		free(w);
-		return r;
-	}
 	w->tok = dsm__rpc_defer(ctx);
 	if (!w->tok) {
-		/* cannot answer later: drop out of the queue is not possible
-		 * here without a search; grant-time will skip a NULL token */
-		w->node = D->rank;
+		free(w);
 		return DSM_ENOMEM;
+	}
+	r = lk_request(rq->id, w->node, w);
+	if (r != 0) {
+		/* granted now (1), or failed: answer at once */
+		struct dsm_rpc_lock_rep rep = { .waited = 0 };
+
+		dsm_rpc_lock_reply(w->tok, r < 0 ? r : 0, &rep);
+		free(w);
 	}
 	return DSM__RPC_DEFERRED;
 }
@@ -2137,7 +2134,7 @@ DSM_EXPORT int dsm_unlock(uint32_t id)
 DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root)
 {
 	uint64_t seq;
-	int e = 0;
+	int e = 0, e2;
 
 	if (!D)
 		return DSM_ECLOSED;
@@ -2156,8 +2153,6 @@ DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root)
 		e = release();
 		wg_init(&wg);
 		for (r = 0; r < D->nodes; r++) {
-			int e2;
-
 			if (r == D->rank)
 				continue;
 			wg_add(&wg);
@@ -2165,9 +2160,9 @@ DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root)
 			if (e2 < 0)
 				wg_done(&wg, e2);
 		}
-		e = e ? e : wg_wait(&wg);
+		e2 = wg_wait(&wg);
 		if (!e)
-			wg_wait(&wg);
+			e = e2;
 	} else {
 		struct bc_wait bw = { .seq = seq };
 

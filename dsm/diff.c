@@ -1,13 +1,26 @@
 /*
  * Twin/diff encoder and decoder (format and rules in diff.h).
  *
- * Encode skips equal 512-byte chunks with memcmp (glibc's vector code),
- * then equal 64-byte blocks (one vector compare each), then compares word
- * by word: 8-byte loads through memcpy, which the compiler turns into plain
- * loads without breaking aliasing rules. Each differing word is stored to
- * the output as it is compared. Apply validates the whole diff, then does
- * one copy per run (two inline 8-byte copies for runs of 1 or 2 words,
- * memcpy otherwise). No allocation, no lock, no global state.
+ * Encode works on 64-byte blocks. While no run is open it skips equal
+ * 512-byte chunks with memcmp (glibc's vector code). A block is reduced to
+ * a 64-bit mask, bit k set when byte k differs: with SSE2, four 16-byte
+ * compares and movemasks; otherwise eight 8-byte XORs, each folded to one
+ * bit per byte. Runs are then read off the mask with count-trailing-zeros,
+ * so the work is per run, not per byte. The page bytes of a block with a
+ * difference are copied once into a local buffer, and the mask and the
+ * bytes sent both come from that copy: each byte sent is the value that
+ * was found to differ, even if another thread writes the page meanwhile.
+ *
+ * A run's length is only known when it ends, and its varint precedes the
+ * data: one byte is reserved for it, and the data written so far is moved
+ * up by one byte when the run reaches 128 bytes and again at 16384. The
+ * first move shifts at most 127 bytes; the second happens only for runs of
+ * 16 KiB or more. Cheaper than reserving 3 bytes and moving every short
+ * run back, or than a second pass over the page to find the runs' ends
+ * (which would read the page twice).
+ *
+ * Apply validates the whole diff, then copies each run. No allocation, no
+ * lock, no global state.
  */
 #include "diff.h"
 
@@ -15,19 +28,18 @@
 
 #include "common.h"
 
-_Static_assert(DSM_DIFF_MAX_PAGE / DSM_DIFF_WORD <= UINT16_MAX,
-	       "a start word and a run length must fit a u16");
+#if defined(__SSE2__) && !defined(DSM_DIFF_SCALAR)
+#include <emmintrin.h>
+#define DIFF_SSE2 1
+#endif
+
+_Static_assert(DSM_DIFF_MAX_PAGE < (1u << (7 * DSM_DIFF_VARINT_MAX)),
+	       "a skip and a run length must fit the longest varint");
 _Static_assert(DSM_DIFF_BOUND(DSM_DIFF_MAX_PAGE) <= INT32_MAX,
 	       "an encoded length must fit the int return value");
 
-#define BLOCK_WORDS 8  /* 64 bytes: skipped by block_eq */
-#define CHUNK_WORDS 64 /* 512 bytes: skipped by memcmp */
-
-static inline void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
+#define BLOCK 64  /* bytes per mask */
+#define CHUNK 512 /* bytes skipped by one memcmp */
 
 static inline void put_le32(uint8_t *p, uint32_t v)
 {
@@ -37,15 +49,78 @@ static inline void put_le32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)(v >> 24);
 }
 
-static inline uint16_t get_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
 static inline uint32_t get_le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
 	       ((uint32_t)p[3] << 24);
+}
+
+static inline size_t varint_size(size_t v)
+{
+	return v < (1u << 7) ? 1 : v < (1u << 14) ? 2 : 3;
+}
+
+/* Write v (< 2^21) as a varint of exactly n = varint_size(v) bytes. */
+static inline void put_varint(uint8_t *p, size_t v, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i++) {
+		p[i] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n - 1] = (uint8_t)v;
+}
+
+/*
+ * Read a varint from p[0..avail): returns its size, or 0 when it is
+ * truncated, longer than DSM_DIFF_VARINT_MAX bytes or not in its shortest
+ * form. Reads at most avail bytes.
+ */
+static inline size_t get_varint(const uint8_t *p, size_t avail, size_t *v)
+{
+	size_t x = 0;
+
+	if (DSM__LIKELY(avail && p[0] < 0x80)) { /* the common 1-byte case */
+		*v = p[0];
+		return 1;
+	}
+
+	for (size_t i = 0; i < DSM_DIFF_VARINT_MAX && i < avail; i++) {
+		x |= (size_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			if (i > 0 && p[i] == 0)
+				return 0; /* 0x80 0x00: an overlong form */
+			*v = x;
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Copy n bytes, 1 <= n <= 64, with at most two fixed-size copies that
+ * overlap in the middle: constant-size memcpy compiles to plain loads and
+ * stores, where a variable size is a call. Writes exactly dst[0..n).
+ */
+static inline void copy_small(uint8_t *dst, const uint8_t *src, size_t n)
+{
+	if (n >= 32) {
+		memcpy(dst, src, 32);
+		memcpy(dst + n - 32, src + n - 32, 32);
+	} else if (n >= 16) {
+		memcpy(dst, src, 16);
+		memcpy(dst + n - 16, src + n - 16, 16);
+	} else if (n >= 8) {
+		memcpy(dst, src, 8);
+		memcpy(dst + n - 8, src + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(dst, src, 4);
+		memcpy(dst + n - 4, src + n - 4, 4);
+	} else {
+		/* 1 to 3 bytes: first, middle, last (some the same byte). */
+		dst[0] = src[0];
+		dst[n / 2] = src[n / 2];
+		dst[n - 1] = src[n - 1];
+	}
 }
 
 static inline uint64_t load64(const uint8_t *p)
@@ -56,15 +131,187 @@ static inline uint64_t load64(const uint8_t *p)
 	return v;
 }
 
-/* 64 bytes at a and b equal? Branch-free OR of the XORs (vectorised). */
-static inline bool block_eq(const uint8_t *a, const uint8_t *b)
+/* v as loaded from memory, reordered so that memory byte k is bits 8k..8k+7. */
+static inline uint64_t le64(uint64_t v)
 {
-	uint64_t x = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return __builtin_bswap64(v);
+#else
+	return v;
+#endif
+}
 
-#pragma GCC unroll 8
-	for (int k = 0; k < BLOCK_WORDS; k++)
-		x |= load64(a + 8 * k) ^ load64(b + 8 * k);
-	return x == 0;
+/* x: one word's XOR in le64 order. Returns 8 bits, bit k set when byte k
+ * of x is non-zero. */
+static inline uint64_t byte_mask(uint64_t x)
+{
+	const uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
+
+	/* Bit 7 of each byte: set when the byte is non-zero (adding 0x7f to
+	 * its low 7 bits carries into bit 7 and never out of the byte). Then
+	 * gather the eight bits into the top byte of the product: the terms
+	 * land on distinct bits, so nothing carries. */
+	x = (((x & low7) + low7) | x) & ~low7;
+	return ((x >> 7) * 0x0102040810204080ull) >> 56;
+}
+
+/*
+ * Mask of the bytes that differ in the words [0, nwords) at t and p
+ * (nwords <= 8), copying p's words into buf as they are compared.
+ */
+static inline uint64_t words_mask(const uint8_t *t, const uint8_t *p, uint8_t *buf,
+				  size_t nwords)
+{
+	uint64_t x[BLOCK / 8], any = 0, m = 0;
+
+	for (size_t k = 0; k < nwords; k++) {
+		uint64_t w = load64(p + 8 * k);
+
+		memcpy(buf + 8 * k, &w, 8);
+		x[k] = le64(w) ^ le64(load64(t + 8 * k));
+		any |= x[k];
+	}
+	if (!any)
+		return 0;
+	for (size_t k = 0; k < nwords; k++)
+		m |= byte_mask(x[k]) << (8 * k);
+	return m;
+}
+
+#ifdef DIFF_SSE2
+/* Mask of the differing bytes of one 64-byte block. p's bytes are stored
+ * to buf only when some differ: an equal block sends nothing. */
+static inline uint64_t block_mask(const uint8_t *t, const uint8_t *p, uint8_t *buf)
+{
+	__m128i p0 = _mm_loadu_si128((const __m128i *)p);
+	__m128i p1 = _mm_loadu_si128((const __m128i *)(p + 16));
+	__m128i p2 = _mm_loadu_si128((const __m128i *)(p + 32));
+	__m128i p3 = _mm_loadu_si128((const __m128i *)(p + 48));
+	uint64_t eq;
+
+	eq = (uint64_t)(uint16_t)_mm_movemask_epi8(
+		_mm_cmpeq_epi8(p0, _mm_loadu_si128((const __m128i *)t)));
+	eq |= (uint64_t)(uint16_t)_mm_movemask_epi8(
+		_mm_cmpeq_epi8(p1, _mm_loadu_si128((const __m128i *)(t + 16)))) << 16;
+	eq |= (uint64_t)(uint16_t)_mm_movemask_epi8(
+		_mm_cmpeq_epi8(p2, _mm_loadu_si128((const __m128i *)(t + 32)))) << 32;
+	eq |= (uint64_t)(uint16_t)_mm_movemask_epi8(
+		_mm_cmpeq_epi8(p3, _mm_loadu_si128((const __m128i *)(t + 48)))) << 48;
+	if (eq == UINT64_MAX)
+		return 0;
+	_mm_storeu_si128((__m128i *)buf, p0);
+	_mm_storeu_si128((__m128i *)(buf + 16), p1);
+	_mm_storeu_si128((__m128i *)(buf + 32), p2);
+	_mm_storeu_si128((__m128i *)(buf + 48), p3);
+	return ~eq;
+}
+#else
+static inline uint64_t block_mask(const uint8_t *t, const uint8_t *p, uint8_t *buf)
+{
+	return words_mask(t, p, buf, BLOCK / 8);
+}
+#endif
+
+/*
+ * Encoder state. out[0..pos) is written; while a run is open, its len
+ * varint is reserved at out[hdr..hdr + lbytes) (lbytes ==
+ * varint_size(len) once len > 0) and its len bytes of data follow.
+ */
+struct enc {
+	uint8_t *out;
+	size_t cap, pos;
+	size_t hdr, lbytes, len; /* the open run */
+	size_t cur;              /* page offset past the last byte sent */
+	uint32_t nruns;
+	bool open;
+};
+
+/* Open a run at page offset start (> e->cur unless it is the first run). */
+static inline int run_open(struct enc *e, size_t start)
+{
+	size_t skip = start - e->cur, n = varint_size(skip);
+
+	/* The skip, the len byte and at least one data byte. */
+	if (e->cap - e->pos < n + 2)
+		return DSM_EMSGSIZE;
+	put_varint(e->out + e->pos, skip, n);
+	e->hdr = e->pos + n;
+	e->pos = e->hdr + 1;
+	e->lbytes = 1;
+	e->len = 0;
+	e->cur = start;
+	e->open = true;
+	return 0;
+}
+
+/* Append src[0..n), 1 <= n <= 64, to the open run, widening its len
+ * varint if needed. */
+static inline int run_add(struct enc *e, const uint8_t *src, size_t n)
+{
+	size_t len = e->len + n, grow = varint_size(len) - e->lbytes;
+
+	if (e->cap - e->pos < n + grow)
+		return DSM_EMSGSIZE;
+	if (DSM__UNLIKELY(grow)) {
+		uint8_t *data = e->out + e->hdr + e->lbytes;
+
+		memmove(data + grow, data, e->len);
+		e->lbytes += grow;
+		e->pos += grow;
+	}
+	copy_small(e->out + e->pos, src, n);
+	e->pos += n;
+	e->len = len;
+	e->cur += n;
+	return 0;
+}
+
+static inline void run_close(struct enc *e)
+{
+	put_varint(e->out + e->hdr, e->len, e->lbytes);
+	e->nruns++;
+	e->open = false;
+}
+
+/*
+ * The block of nb bytes (<= 64) at page offset base has mask m (bit k: byte
+ * k differs; no bit at or past nb) and its page bytes in buf: extend, close
+ * and open runs. A run still open at the end continues into the next block.
+ */
+static inline int block_runs(struct enc *e, size_t base, uint64_t m, const uint8_t *buf,
+			     size_t nb)
+{
+	size_t k = 0;
+	int r;
+
+	while (k < nb) {
+		uint64_t rest = m >> k, inv;
+		size_t n;
+
+		if (!e->open) {
+			if (!rest)
+				break;
+			n = (size_t)__builtin_ctzll(rest);
+			k += n;
+			rest >>= n;
+			r = run_open(e, base + k);
+			if (r < 0)
+				return r;
+		}
+		/* Differing bytes from k on; ~rest has ones above bit 63 - k, so
+		 * it is 0 only when all 64 bytes differ. */
+		inv = ~rest;
+		n = inv ? (size_t)__builtin_ctzll(inv) : BLOCK;
+		if (n) {
+			r = run_add(e, buf + k, n);
+			if (r < 0)
+				return r;
+			k += n;
+		}
+		if (k < nb)
+			run_close(e); /* byte k is unchanged */
+	}
+	return 0;
 }
 
 static bool page_size_ok(size_t page_size)
@@ -82,106 +329,97 @@ int dsm__diff_encode(const void *twin, const void *page, size_t page_size,
 		     uint8_t *out, size_t cap)
 {
 	const uint8_t *t = twin, *p = page;
-	size_t n = page_size / DSM_DIFF_WORD, i = 0, pos = DSM_DIFF_HDR_SIZE;
-	uint32_t nruns = 0;
+	struct enc e = { .out = out, .cap = cap, .pos = DSM_DIFF_HDR_SIZE };
+	uint8_t buf[BLOCK];
+	size_t off = 0;
+	int r;
 
 	if (!twin || !page || (!out && cap) || !page_size_ok(page_size))
 		return DSM_EINVAL;
 	if (cap < DSM_DIFF_HDR_SIZE)
 		return DSM_EMSGSIZE;
 
-	while (i < n) {
-		size_t start, hdr;
-		uint64_t w;
+	while (off < page_size) {
+		size_t nb = DSM__MIN((size_t)BLOCK, page_size - off);
+		uint64_t m;
 
-		if (i % CHUNK_WORDS == 0) {
-			while (i + CHUNK_WORDS <= n &&
-			       memcmp(t + i * DSM_DIFF_WORD, p + i * DSM_DIFF_WORD,
-				      CHUNK_WORDS * DSM_DIFF_WORD) == 0)
-				i += CHUNK_WORDS;
-			if (i == n)
+		if (!e.open && off % CHUNK == 0) {
+			while (off + CHUNK <= page_size && memcmp(t + off, p + off, CHUNK) == 0)
+				off += CHUNK;
+			if (off == page_size)
 				break;
+			nb = DSM__MIN((size_t)BLOCK, page_size - off);
 		}
-		if (i % BLOCK_WORDS == 0) {
-			while (i + BLOCK_WORDS <= n &&
-			       block_eq(t + i * DSM_DIFF_WORD, p + i * DSM_DIFF_WORD))
-				i += BLOCK_WORDS;
-			if (i == n)
-				break;
+		if (nb == BLOCK)
+			m = block_mask(t + off, p + off, buf);
+		else
+			m = words_mask(t + off, p + off, buf, nb / 8); /* page tail */
+		if (m || e.open) {
+			r = block_runs(&e, off, m, buf, nb);
+			if (r < 0)
+				return r;
 		}
-		w = load64(p + i * DSM_DIFF_WORD);
-		if (w == load64(t + i * DSM_DIFF_WORD)) {
-			i++;
-			continue;
-		}
-		/*
-		 * A run: every word up to the next equal one (never past it),
-		 * copied as it is compared, so each word sent is the value
-		 * that was found to differ.
-		 */
-		if (cap - pos < DSM_DIFF_RUN_HDR_SIZE + DSM_DIFF_WORD)
-			return DSM_EMSGSIZE;
-		start = i;
-		hdr = pos;
-		pos += DSM_DIFF_RUN_HDR_SIZE;
-		for (;;) {
-			memcpy(out + pos, &w, sizeof(w));
-			pos += DSM_DIFF_WORD;
-			if (++i == n)
-				break;
-			w = load64(p + i * DSM_DIFF_WORD);
-			if (w == load64(t + i * DSM_DIFF_WORD))
-				break;
-			if (cap - pos < DSM_DIFF_WORD)
-				return DSM_EMSGSIZE;
-		}
-		put_le16(out + hdr, (uint16_t)start);
-		put_le16(out + hdr + 2, (uint16_t)(i - start));
-		nruns++;
+		off += nb;
 	}
+	if (e.open)
+		run_close(&e);
 	put_le32(out, DSM_DIFF_MAGIC);
 	put_le32(out + 4, (uint32_t)page_size);
-	put_le32(out + 8, nruns);
-	return (int)pos;
+	put_le32(out + 8, e.nruns);
+	return (int)e.pos;
+}
+
+/*
+ * Walk the runs of a diff whose header is valid. With page == NULL, check
+ * every run and return 0 or DSM_EPROTO; with a page, the diff has been
+ * checked: copy the runs.
+ */
+static int walk(const uint8_t *diff, size_t len, size_t page_size, uint8_t *page)
+{
+	size_t pos = DSM_DIFF_HDR_SIZE, cur = 0;
+	uint32_t nruns = get_le32(diff + 8);
+
+	/* Each run takes at least 3 bytes, so a huge nruns fails fast. */
+	for (uint32_t k = 0; k < nruns; k++) {
+		size_t skip, n, rl;
+
+		n = get_varint(diff + pos, len - pos, &skip);
+		/* cur: offset past the previous run; skip 0 is only allowed
+		 * for the first run, and a run needs a byte in the page. */
+		if (!n || (k > 0 && skip == 0) || skip >= page_size - cur)
+			return DSM_EPROTO;
+		pos += n;
+		cur += skip;
+		n = get_varint(diff + pos, len - pos, &rl);
+		if (!n || rl == 0 || rl > page_size - cur)
+			return DSM_EPROTO;
+		pos += n;
+		if (len - pos < rl)
+			return DSM_EPROTO;
+		if (page) {
+			if (rl <= BLOCK)
+				copy_small(page + cur, diff + pos, rl);
+			else
+				memcpy(page + cur, diff + pos, rl);
+		}
+		pos += rl;
+		cur += rl;
+	}
+	return pos == len ? 0 : DSM_EPROTO;
 }
 
 int dsm__diff_validate(const uint8_t *diff, size_t len, size_t page_size)
 {
-	size_t n = page_size / DSM_DIFF_WORD, pos = DSM_DIFF_HDR_SIZE, next = 0;
-	uint32_t nruns;
-
 	if (!page_size_ok(page_size) || (!diff && len))
 		return DSM_EINVAL;
 	if (len < DSM_DIFF_HDR_SIZE || get_le32(diff) != DSM_DIFF_MAGIC ||
 	    get_le32(diff + 4) != page_size)
 		return DSM_EPROTO;
-	nruns = get_le32(diff + 8);
-	/* Each run takes at least 12 bytes, so a huge nruns fails fast. */
-	for (uint32_t r = 0; r < nruns; r++) {
-		size_t start, count;
-
-		if (len - pos < DSM_DIFF_RUN_HDR_SIZE)
-			return DSM_EPROTO;
-		start = get_le16(diff + pos);
-		count = get_le16(diff + pos + 2);
-		/* next: first word this run may start at (past the previous run
-		 * and the unchanged word that must separate them). */
-		if (count == 0 || start < next || start >= n || count > n - start)
-			return DSM_EPROTO;
-		pos += DSM_DIFF_RUN_HDR_SIZE;
-		if (len - pos < count * DSM_DIFF_WORD)
-			return DSM_EPROTO;
-		pos += count * DSM_DIFF_WORD;
-		next = start + count + 1;
-	}
-	return pos == len ? 0 : DSM_EPROTO;
+	return walk(diff, len, page_size, NULL);
 }
 
 int dsm__diff_apply(void *page, size_t page_size, const uint8_t *diff, size_t len)
 {
-	uint8_t *p = page;
-	size_t pos = DSM_DIFF_HDR_SIZE;
-	uint32_t nruns;
 	int r;
 
 	if (!page)
@@ -189,22 +427,5 @@ int dsm__diff_apply(void *page, size_t page_size, const uint8_t *diff, size_t le
 	r = dsm__diff_validate(diff, len, page_size);
 	if (r < 0)
 		return r;
-	nruns = get_le32(diff + 8);
-	for (uint32_t k = 0; k < nruns; k++) {
-		size_t bytes = (size_t)get_le16(diff + pos + 2) * DSM_DIFF_WORD;
-		const uint8_t *src = diff + pos + DSM_DIFF_RUN_HDR_SIZE;
-		uint8_t *dst = p + (size_t)get_le16(diff + pos) * DSM_DIFF_WORD;
-
-		if (bytes <= 2 * DSM_DIFF_WORD) {
-			/* 1 or 2 words (scattered writes): first and last word,
-			 * inline; for one word they are the same. */
-			memcpy(dst, src, DSM_DIFF_WORD);
-			memcpy(dst + bytes - DSM_DIFF_WORD, src + bytes - DSM_DIFF_WORD,
-			       DSM_DIFF_WORD);
-		} else {
-			memcpy(dst, src, bytes);
-		}
-		pos += DSM_DIFF_RUN_HDR_SIZE + bytes;
-	}
-	return 0;
+	return walk(diff, len, page_size, page);
 }

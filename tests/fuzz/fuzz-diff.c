@@ -1,16 +1,22 @@
 /*
- * Fuzz target for dsm__diff_validate and dsm__diff_apply (dsm/diff.c).
+ * Fuzz target for dsm__diff_validate and dsm__diff_apply (dsm/diff.c),
+ * format 2 (byte runs, varint headers).
  *
  * The input is a diff as it would arrive at a home. It is validated for
- * page sizes 4096 and 8192 (the header names one page size, so at most one
- * accepts) and applied to a page of each size with known contents:
+ * page sizes 8, 4096 and 8192 (the header names one page size, so at most
+ * one accepts) and applied to a page of each size with known contents:
  *  - apply must agree with validate; a rejected diff leaves the page
  *    byte-for-byte untouched;
- *  - an accepted diff changes exactly the words its runs cover, to the
- *    run's data, and applying it again changes nothing;
- *  - re-encoding the result against the pre-apply copy gives a valid diff,
- *    no longer than the input (only words that really changed), that
- *    applied to the pre-apply copy gives the same page.
+ *  - an accepted diff, parsed here independently, has in-page, non-empty,
+ *    non-adjacent runs with shortest varints and nothing after them; apply
+ *    changes exactly the bytes its runs cover, to the run's data, and
+ *    applying it again changes nothing;
+ *  - re-encoding the result against the pre-apply copy gives a valid diff
+ *    within the bound that sends exactly the bytes that changed (a subset
+ *    of the input's, whose bytes may have held their old value) and,
+ *    applied to the pre-apply copy, gives the same page; when every byte
+ *    the input covers really changed, the re-encoding is the input itself
+ *    (one encoding per change set).
  * Any inconsistency aborts.
  *
  * Built with libFuzzer under clang, or with tests/fuzz/replay.c as a
@@ -28,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAXPS 8192
 
 static uint8_t page[MAXPS], before[MAXPS], again[MAXPS];
-static uint8_t covered[MAXPS / DSM_DIFF_WORD];
+static uint8_t covered[MAXPS];
 static uint8_t enc[DSM_DIFF_BOUND(MAXPS)];
 
 static void check(int ok)
@@ -37,21 +43,35 @@ static void check(int ok)
 		abort();
 }
 
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
 static uint32_t get32(const uint8_t *p)
 {
-	return get16(p) | (uint32_t)get16(p + 2) << 16;
+	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Independent LEB128 reader for an accepted diff: at most 3 bytes, in
+ * bounds, shortest form (checked, not trusted). */
+static size_t get_var(const uint8_t *p, size_t avail, size_t *n)
+{
+	size_t v = 0;
+
+	for (size_t i = 0; i < 3; i++) {
+		check(i < avail);
+		v |= (size_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			check(i == 0 || p[i] != 0);
+			*n = i + 1;
+			return v;
+		}
+	}
+	check(0);
+	return 0;
 }
 
 /* Apply data[0..size) to a page of ps bytes; valid: what validate said. */
 static void apply_one(const uint8_t *data, size_t size, size_t ps, int valid)
 {
-	size_t n = ps / DSM_DIFF_WORD, pos = DSM_DIFF_HDR_SIZE;
-	int r, m;
+	size_t pos = 12, cur = 0;
+	int r, m, all_changed = 1;
 
 	for (size_t i = 0; i < ps; i++)
 		page[i] = (uint8_t)(i * 131 + (i >> 8) + 17);
@@ -63,51 +83,63 @@ static void apply_one(const uint8_t *data, size_t size, size_t ps, int valid)
 		return;
 	}
 
-	/* Exactly the covered words changed, to the run data. */
-	memset(covered, 0, n);
+	/* Exactly the covered bytes changed, to the run data. */
+	check(size >= 12 && get32(data + 4) == ps);
+	memset(covered, 0, ps);
 	for (uint32_t k = 0, nruns = get32(data + 8); k < nruns; k++) {
-		size_t start = get16(data + pos), count = get16(data + pos + 2);
+		size_t n, skip, len;
 
-		check(count > 0 && start + count <= n);
-		check(pos + DSM_DIFF_RUN_HDR_SIZE + count * DSM_DIFF_WORD <= size);
-		check(memcmp(page + start * DSM_DIFF_WORD, data + pos + DSM_DIFF_RUN_HDR_SIZE,
-			     count * DSM_DIFF_WORD) == 0);
-		for (size_t i = start; i < start + count; i++) {
-			check(!covered[i]);
-			covered[i] = 1;
-		}
-		pos += DSM_DIFF_RUN_HDR_SIZE + count * DSM_DIFF_WORD;
+		skip = get_var(data + pos, size - pos, &n);
+		pos += n;
+		len = get_var(data + pos, size - pos, &n);
+		pos += n;
+		check(k == 0 || skip > 0);
+		check(len > 0 && cur + skip + len <= ps);
+		cur += skip;
+		check(len <= size - pos);
+		check(memcmp(page + cur, data + pos, len) == 0);
+		memset(covered + cur, 1, len);
+		for (size_t i = cur; i < cur + len; i++)
+			if (before[i] == data[pos + i - cur])
+				all_changed = 0;
+		cur += len;
+		pos += len;
 	}
 	check(pos == size);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < ps; i++)
 		if (!covered[i])
-			check(memcmp(page + i * DSM_DIFF_WORD, before + i * DSM_DIFF_WORD,
-				     DSM_DIFF_WORD) == 0);
+			check(page[i] == before[i]);
 
 	/* Idempotent. */
 	memcpy(again, page, ps);
 	check(dsm__diff_apply(again, ps, data, size) == 0);
 	check(memcmp(again, page, ps) == 0);
 
-	/* Re-encode: valid, no longer than the input, same result. */
+	/* Re-encode: valid, bounded, exactly the changed bytes, same result. */
 	m = dsm__diff_encode(before, page, ps, enc, sizeof(enc));
-	check(m >= DSM_DIFF_HDR_SIZE && (size_t)m <= size);
-	check((size_t)m <= dsm__diff_bound(ps));
+	check(m >= 12 && (size_t)m <= dsm__diff_bound(ps));
 	check(dsm__diff_validate(enc, (size_t)m, ps) == 0);
 	memcpy(again, before, ps);
 	check(dsm__diff_apply(again, ps, enc, (size_t)m) == 0);
 	check(memcmp(again, page, ps) == 0);
+	if (all_changed)
+		check((size_t)m == size && memcmp(enc, data, size) == 0);
+	else
+		check((size_t)m != size || memcmp(enc, data, size) != 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	int v4 = dsm__diff_validate(data, size, 4096);
-	int v8 = dsm__diff_validate(data, size, 8192);
+	static const size_t ps[] = { 8, 4096, 8192 };
+	int v[3], accepted = 0;
 
-	check(v4 == 0 || v4 == DSM_EPROTO);
-	check(v8 == 0 || v8 == DSM_EPROTO);
-	check(v4 != 0 || v8 != 0);
-	apply_one(data, size, 4096, v4);
-	apply_one(data, size, 8192, v8);
+	for (size_t k = 0; k < 3; k++) {
+		v[k] = dsm__diff_validate(data, size, ps[k]);
+		check(v[k] == 0 || v[k] == DSM_EPROTO);
+		accepted += v[k] == 0;
+	}
+	check(accepted <= 1);
+	for (size_t k = 0; k < 3; k++)
+		apply_one(data, size, ps[k], v[k]);
 	return 0;
 }

@@ -207,7 +207,9 @@ struct dsm {
 	pthread_mutex_t bar_mu;
 	struct bcast_msg *bcasts;
 	uint64_t bcast_seq;
-	_Atomic uint64_t *dead; /* bitmap: declared dead or left */
+	_Atomic uint64_t *dead; /* bitmap: declared dead (or we were excluded) */
+	_Atomic uint64_t *left; /* bitmap: left cleanly (finalized) */
+	_Atomic unsigned ngone; /* nodes in either */
 
 	struct counters st;
 };
@@ -265,7 +267,18 @@ static inline pthread_mutex_t *stripe_of(size_t idx)
 
 static bool peer_gone(unsigned r)
 {
-	return atomic_load(&D->dead[r / 64]) & (1ull << (r % 64));
+	return (atomic_load(&D->dead[r / 64]) | atomic_load(&D->left[r / 64])) &
+	       (1ull << (r % 64));
+}
+
+static bool any_dead(void)
+{
+	unsigned i;
+
+	for (i = 0; i < (D->nodes + 63) / 64; i++)
+		if (atomic_load(&D->dead[i]))
+			return true;
+	return false;
 }
 
 static void wg_init(struct waitgroup *wg)
@@ -1416,11 +1429,17 @@ static int h_barrier(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_barrier_msg 
 	return 0;
 }
 
-/* Wait until cond(arg) holds (cond runs with sync_mu held); DSM_EPEERDEAD
- * when node `from` is gone first (unless gone_ok: a node that left during
- * finalize has arrived). Spins DSM_SPIN_US first: a wake-up across CPUs
- * costs tens of microseconds here. */
-static int wait_for(bool (*cond)(void *), void *arg, unsigned from, bool gone_ok)
+/* How a wait treats nodes that are gone. */
+enum {
+	WAIT_FROM, /* only `from` matters (bcast root) */
+	WAIT_ALL,  /* every node must take part (barrier): any gone is an error */
+	WAIT_FIN,  /* finalize: a node that is gone has arrived */
+};
+
+/* Wait until cond(arg) holds (cond runs with sync_mu held), or fail with
+ * DSM_EPEERDEAD as mode says. Spins DSM_SPIN_US first: a wake-up across
+ * CPUs costs tens of microseconds here. */
+static int wait_for(bool (*cond)(void *), void *arg, unsigned from, int mode)
 {
 	int64_t spin_end = dsm__now_ns() + (int64_t)D->spin_us * 1000;
 	bool ok;
@@ -1437,10 +1456,10 @@ static int wait_for(bool (*cond)(void *), void *arg, unsigned from, bool gone_ok
 	while (!cond(arg)) {
 		struct timespec ts;
 
-		if (peer_gone(from)) {
-			ok = cond(arg);
+		if (peer_gone(from) || (mode == WAIT_ALL && atomic_load(&D->ngone))) {
+			ok = cond(arg) || (mode == WAIT_FIN && peer_gone(from));
 			pthread_mutex_unlock(&D->sync_mu);
-			return ok || gone_ok ? 0 : DSM_EPEERDEAD;
+			return ok ? 0 : DSM_EPEERDEAD;
 		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 50 * 1000000;
@@ -1485,7 +1504,7 @@ static int barrier_rounds(bool finalizing)
 			if (e && !(finalizing && e == DSM_EPEERDEAD))
 				return e;
 		}
-		e = wait_for(bar_arrived, &bw, from, finalizing);
+		e = wait_for(bar_arrived, &bw, from, finalizing ? WAIT_FIN : WAIT_ALL);
 		if (e)
 			return e;
 	}
@@ -1641,6 +1660,15 @@ DSM_EXPORT int dsm_cas(int64_t *addr, int64_t expected, int64_t desired, int64_t
 
 /* ---- peers ---------------------------------------------------------------- */
 
+static void mark_gone(struct dsm *d, _Atomic uint64_t *set, unsigned r)
+{
+	uint64_t bit = 1ull << (r % 64);
+
+	if (!((atomic_load(&d->dead[r / 64]) | atomic_load(&d->left[r / 64])) & bit))
+		atomic_fetch_add(&d->ngone, 1);
+	atomic_fetch_or(&set[r / 64], bit);
+}
+
 static void on_peer_event(void *arg, unsigned peer, int event)
 {
 	struct dsm *d = arg;
@@ -1652,9 +1680,9 @@ static void on_peer_event(void *arg, unsigned peer, int event)
 		/* we were declared dead: every peer is gone for us */
 		for (r = 0; r < d->nodes; r++)
 			if (r != d->rank)
-				atomic_fetch_or(&d->dead[r / 64], 1ull << (r % 64));
+				mark_gone(d, d->dead, r);
 	} else {
-		atomic_fetch_or(&d->dead[peer / 64], 1ull << (peer % 64));
+		mark_gone(d, event == DSM__PEER_LEFT ? d->left : d->dead, peer);
 	}
 	DSM__DEBUG("node %u %s", peer, event == DSM__PEER_LEFT ? "left" :
 		   event == DSM__PEER_DEAD ? "is dead" : "excluded us");
@@ -1771,6 +1799,7 @@ static void teardown(struct dsm *d)
 	free(d->twin_free);
 	free(d->held);
 	free((void *)d->dead);
+	free((void *)d->left);
 	free(d);
 }
 
@@ -1815,10 +1844,11 @@ DSM_EXPORT int dsm_init(const struct dsm_config *cfg)
 	pthread_mutex_init(&d->bar_mu, NULL);
 	pthread_cond_init(&d->sync_cv, NULL);
 	d->dead = calloc((d->nodes + 63) / 64, sizeof(*d->dead));
+	d->left = calloc((d->nodes + 63) / 64, sizeof(*d->left));
 	d->rel_buf = calloc(d->nodes, sizeof(*d->rel_buf));
 	d->rel_len = calloc(d->nodes, sizeof(*d->rel_len));
 	d->rel_cap = calloc(d->nodes, sizeof(*d->rel_cap));
-	if (!d->dead || !d->rel_buf || !d->rel_len || !d->rel_cap) {
+	if (!d->dead || !d->left || !d->rel_buf || !d->rel_len || !d->rel_cap) {
 		e = DSM_ENOMEM;
 		goto fail;
 	}
@@ -1930,6 +1960,8 @@ DSM_EXPORT int dsm_finalize(void)
 	pthread_mutex_unlock(&d->bar_mu);
 	if (!e)
 		e = e2;
+	if (!e && any_dead())
+		e = DSM_EPEERDEAD;
 	if (d->stats_at_exit)
 		print_stats();
 	/* no more faults are served: nothing of the region is touched now;
@@ -2166,7 +2198,7 @@ DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root)
 	} else {
 		struct bc_wait bw = { .seq = seq };
 
-		e = wait_for(bc_arrived, &bw, (unsigned)root, false);
+		e = wait_for(bc_arrived, &bw, (unsigned)root, WAIT_FROM);
 		if (e)
 			return e;
 		if (bw.got->root != (unsigned)root || bw.got->len != len) {

@@ -30,6 +30,7 @@ static const char *const errtext[] = {
 	[-DSM_ENOTSUP] = "not supported",
 	[-DSM_ENOENT] = "no such object",
 	[-DSM_EBUSY] = "resource busy",
+	[-DSM_EOWNERDEAD] = "lock granted, but its previous holder died holding it",
 };
 
 DSM_EXPORT const char *dsm_strerror(int err)

@@ -1342,6 +1342,64 @@ static void lk_release(uint32_t id, unsigned node)
 	}
 }
 
+/* Manager: node is gone. Its queued requests are dropped; each lock it held
+ * goes to the next waiter with DSM_EOWNERDEAD (the holder died inside its
+ * critical section). Network thread. */
+static void lk_peer_gone(unsigned node)
+{
+	struct lk_waiter *grants = NULL, *w;
+	size_t b;
+
+	pthread_mutex_lock(&D->lk_mu);
+	for (b = 0; b < LOCK_BUCKETS; b++) {
+		struct lk *l;
+
+		for (l = D->lk_bucket[b]; l; l = l->next) {
+			struct lk_waiter **pp = &l->head;
+
+			l->tail = NULL;
+			while ((w = *pp)) {
+				if (!w->lw && w->node == node) {
+					*pp = w->next;
+					dsm_rpc_lock_reply(w->tok, DSM_EPEERDEAD, NULL);
+					free(w);
+					continue;
+				}
+				l->tail = w;
+				pp = &w->next;
+			}
+			if (!l->held || l->holder != node)
+				continue;
+			w = l->head;
+			if (!w) {
+				l->held = false;
+				continue;
+			}
+			l->head = w->next;
+			if (!l->head)
+				l->tail = NULL;
+			l->holder = w->node;
+			w->next = grants;
+			grants = w;
+			DSM__WARN("node %u died holding lock %u: granted to node %u", node, l->id,
+				  w->node);
+		}
+	}
+	pthread_mutex_unlock(&D->lk_mu);
+	while ((w = grants)) {
+		grants = w->next;
+		if (w->lw) {
+			pthread_mutex_lock(&D->sync_mu);
+			w->lw->granted = 2;
+			pthread_cond_broadcast(&D->sync_cv);
+			pthread_mutex_unlock(&D->sync_mu);
+		} else {
+			dsm_rpc_lock_reply(w->tok, DSM_EOWNERDEAD, NULL);
+			free(w);
+		}
+	}
+}
+
 static int h_lock(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_lock_req *rq,
 		  struct dsm_rpc_lock_rep *rp)
 {
@@ -1683,6 +1741,8 @@ static void on_peer_event(void *arg, unsigned peer, int event)
 				mark_gone(d, d->dead, r);
 	} else {
 		mark_gone(d, event == DSM__PEER_LEFT ? d->left : d->dead, peer);
+		if (D == d)
+			lk_peer_gone(peer);
 	}
 	DSM__DEBUG("node %u %s", peer, event == DSM__PEER_LEFT ? "left" :
 		   event == DSM__PEER_DEAD ? "is dead" : "excluded us");
@@ -2100,7 +2160,7 @@ DSM_EXPORT int dsm_lock(uint32_t id)
 	unsigned mgr;
 	int64_t t0;
 	int e;
-	bool waited;
+	bool waited, owner_died = false;
 
 	if (!D)
 		return DSM_ECLOSED;
@@ -2120,18 +2180,22 @@ DSM_EXPORT int dsm_lock(uint32_t id)
 				pthread_cond_wait(&D->sync_cv, &D->sync_mu);
 			pthread_mutex_unlock(&D->sync_mu);
 		}
+		owner_died = lw.granted == 2;
 	} else {
 		struct dsm_rpc_lock_req rq = { .id = id };
-		struct dsm_rpc_lock_rep rp;
+		struct dsm_rpc_lock_rep rp = { 0 };
 
 		e = dsm_rpc_lock(D->rpc, mgr, &rq, &rp, -1);
-		if (e)
+		owner_died = e == DSM_EOWNERDEAD;
+		if (e && !owner_died)
 			return e;
-		waited = rp.waited != 0;
+		waited = rp.waited != 0 || owner_died;
 	}
 	e = held_change(id, 1);
 	if (!e)
 		e = acquire();
+	if (!e && owner_died)
+		e = DSM_EOWNERDEAD;
 	STAT_INC(lock_acquires);
 	if (waited)
 		STAT_INC(lock_waits);

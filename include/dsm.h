@@ -41,7 +41,8 @@ enum dsm_error {
 	DSM_ENOTSUP = -14,    /* not supported here */
 	DSM_ENOENT = -15,     /* no such object (e.g. no handler for an RPC) */
 	DSM_EBUSY = -16,      /* resource busy */
-	DSM_ERRNO_MIN = -17   /* one below the last code */
+	DSM_EOWNERDEAD = -17, /* lock granted, but its previous holder died holding it */
+	DSM_ERRNO_MIN = -18   /* one below the last code */
 };
 
 /* Text for an error code; never NULL. */
@@ -139,7 +140,10 @@ DSM_EXPORT int dsm_barrier(void);
 
 /* Lock id (any 32-bit value; a lock needs no creation; its manager is node
  * id mod N, which queues waiters in FIFO order). Held by the calling
- * thread; not recursive. 0, DSM_EPEERDEAD (the manager is dead). */
+ * thread; not recursive. 0; DSM_EOWNERDEAD: the lock IS now held, but the
+ * node that held it before died holding it (what it protected may be half
+ * updated; like a robust pthread mutex); DSM_EPEERDEAD: the manager is
+ * dead, the lock is not held. */
 DSM_EXPORT int dsm_lock(uint32_t id);
 /* 0, DSM_EPEERDEAD, DSM_EINVAL (this node does not hold id). */
 DSM_EXPORT int dsm_unlock(uint32_t id);

@@ -342,24 +342,22 @@ static void *twin_get(void)
 	pthread_mutex_lock(&D->twin_mu);
 	if (!D->ntwin_free) {
 		/* a chunk of 64 at a time: the write-fault path rarely allocates */
-		size_t n = 64, i;
+		size_t n = 64, total = (D->twin_chunks.n + 1) * n, i;
 		uint8_t *chunk = aligned_alloc(D->ps, n * D->ps);
-		void **nf;
 
-		if (!chunk)
-			goto out;
-		if (vec_push(&D->twin_chunks, (size_t)chunk)) {
+		/* the free list has room for every twin that exists, so
+		 * twin_put never needs memory */
+		if (chunk && D->twin_cap < total) {
+			void **nf = realloc(D->twin_free, total * sizeof(*nf));
+
+			if (nf) {
+				D->twin_free = nf;
+				D->twin_cap = total;
+			}
+		}
+		if (!chunk || D->twin_cap < total || vec_push(&D->twin_chunks, (size_t)chunk)) {
 			free(chunk);
 			goto out;
-		}
-		if (D->twin_cap < D->ntwin_free + n) {
-			nf = realloc(D->twin_free, (D->twin_cap + n) * sizeof(*nf));
-			if (!nf) {
-				free(chunk);
-				goto out;
-			}
-			D->twin_free = nf;
-			D->twin_cap += n;
 		}
 		for (i = 0; i < n; i++)
 			D->twin_free[D->ntwin_free++] = chunk + i * D->ps;

@@ -64,7 +64,7 @@
 
 #define STRIPES 1024
 #define MAX_ROUNDS 32         /* dissemination rounds: N <= 2^32 */
-#define FETCH_AHEAD_MAX 32    /* pages per fetch of a sequential reader */
+#define FETCH_AHEAD_MAX 256   /* largest DSM_FETCH_AHEAD (the fetch call's limit) */
 #define DIFF_BATCH (256 << 10) /* bytes of diffs per message */
 #define NEWS_BATCH 512        /* pages per writer_news message */
 #define LOCK_BUCKETS 1024
@@ -154,6 +154,7 @@ struct dsm {
 	struct dsm__pager *pg;
 	bool stats_at_exit;
 	int spin_us;
+	unsigned fetch_ahead;   /* DSM_FETCH_AHEAD: most pages per fetch */
 
 	uintptr_t base;
 	size_t size, ps, npages;
@@ -173,8 +174,8 @@ struct dsm {
 	struct vec cached;
 	_Atomic uint64_t acq_epoch;
 
-	/* one release and one acquire at a time (per node) */
-	pthread_mutex_t release_mu, acquire_mu;
+	/* one release or acquire at a time (per node) */
+	pthread_mutex_t release_mu;
 	struct vec rel_pages;    /* the dirty list being released */
 	uint8_t **rel_buf;       /* per home: diffs being batched */
 	size_t *rel_len, *rel_cap;
@@ -334,6 +335,8 @@ static void sync_wake(void)
 }
 
 /* ---- twins --------------------------------------------------------------- */
+
+static void twin_cancel(size_t idx);
 
 static void *twin_get(void)
 {
@@ -583,6 +586,38 @@ static int dirty_push(size_t idx)
 	return e;
 }
 
+/* A copy of a page homed elsewhere is about to become writable (under its
+ * stripe): keep a twin of its contents and put it on the dirty list first,
+ * so a release taking the list while another thread writes the page finds
+ * it there. */
+static int twin_start(size_t idx, const void *contents)
+{
+	struct page_meta *m = &D->meta[idx];
+	void *t = twin_get();
+	int e;
+
+	if (!t)
+		return DSM_ENOMEM;
+	memcpy(t, contents, D->ps);
+	m->twin = t;
+	atomic_fetch_or(&m->flags, F_DIRTY);
+	e = dirty_push(idx);
+	if (e)
+		twin_cancel(idx);
+	return e;
+}
+
+/* Undo twin_start (the page could not be made writable). */
+static void twin_cancel(size_t idx)
+{
+	struct page_meta *m = &D->meta[idx];
+
+	atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
+	if (m->twin)
+		twin_put(m->twin);
+	m->twin = NULL;
+}
+
 /* Make home page idx present (under its stripe). */
 static int home_present(size_t idx, int access)
 {
@@ -596,7 +631,9 @@ static int home_present(size_t idx, int access)
 }
 
 /* Make home page idx writable and dirty (under its stripe): its own writes
- * from now on are recorded at the next release. */
+ * from now on are recorded at the next release. On the dirty list BEFORE
+ * it is writable: a release that takes the list while another thread
+ * already writes the page must find it there. */
 static int home_writable(size_t idx)
 {
 	struct page_meta *m = &D->meta[idx];
@@ -604,14 +641,18 @@ static int home_writable(size_t idx)
 
 	if (a < 0)
 		return a;
+	if (!(atomic_fetch_or(&m->flags, F_DIRTY) & F_DIRTY)) {
+		e = dirty_push(idx);
+		if (e) {
+			atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
+			return e;
+		}
+	}
 	if (a == DSM__PAGER_NONE)
 		e = dsm__pager_install(D->pg, page_addr(idx), NULL, DSM__PAGER_RW);
 	else if (a == DSM__PAGER_READ)
 		e = dsm__pager_protect(D->pg, page_addr(idx), D->ps, DSM__PAGER_RW);
-	if (e)
-		return e;
-	if (!(atomic_fetch_or(&m->flags, F_DIRTY) & F_DIRTY))
-		e = dirty_push(idx);
+	/* on failure it stays on the list, dirty: the release re-protects it */
 	return e;
 }
 
@@ -849,25 +890,26 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 				}
 				atomic_fetch_or(&m->flags, F_INLIST);
 			}
+			/* CACHED before the list lock is released: an acquire
+			 * taking the list now keeps the page on it (and waits
+			 * for our stripe to drop it) */
+			atomic_fetch_or(&m->flags, F_CACHED);
 			pthread_mutex_unlock(&D->cached_mu);
+			e = 0;
 			if (dsm__pager_access(D->pg, page_addr(idx + i)) == DSM__PAGER_NONE) {
-				e = dsm__pager_install(D->pg, page_addr(idx + i),
-						       rp.data.ptr + i * D->ps, a);
-				if (!e && a == DSM__PAGER_RW) {
-					void *t = twin_get();
-
-					if (!t) {
-						e = DSM_ENOMEM;
-					} else {
-						memcpy(t, rp.data.ptr, D->ps);
-						m->twin = t;
-						atomic_fetch_or(&m->flags, F_DIRTY);
-						e = dirty_push(idx);
-					}
+				/* writable: twin and dirty list first (see
+				 * home_writable) */
+				if (a == DSM__PAGER_RW)
+					e = twin_start(idx, rp.data.ptr);
+				if (!e) {
+					e = dsm__pager_install(D->pg, page_addr(idx + i),
+							       rp.data.ptr + i * D->ps, a);
+					if (e && a == DSM__PAGER_RW)
+						twin_cancel(idx);
 				}
-				if (!e)
-					atomic_fetch_or(&m->flags, F_CACHED);
 			}
+			if (e)
+				atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
 			pthread_mutex_unlock(stripe_of(idx + i));
 			if (e) {
 				dsm__rpc_reply_release(&keep);
@@ -891,7 +933,7 @@ static size_t fetch_ahead(size_t idx, unsigned h)
 	size_t n = 1;
 
 	if (idx == expect && expect)
-		w = w < FETCH_AHEAD_MAX ? (w ? w * 2 : 2) : FETCH_AHEAD_MAX;
+		w = w * 2 < D->fetch_ahead ? (w ? w * 2 : 2) : D->fetch_ahead;
 	else
 		w = 1;
 	while (n < w && idx + n < D->npages) {
@@ -929,7 +971,6 @@ static int cb_read_fault(void *arg, void *page)
 static int cb_write_fault(void *arg, void *page, bool present)
 {
 	size_t idx = page_idx(page);
-	struct page_meta *m = &D->meta[idx];
 	int h, e = 0;
 
 	(void)arg;
@@ -947,21 +988,11 @@ static int cb_write_fault(void *arg, void *page, bool present)
 		return fetch_install(idx, (unsigned)h, 1, DSM__PAGER_RW);
 	pthread_mutex_lock(stripe_of(idx));
 	if (dsm__pager_access(D->pg, page) == DSM__PAGER_READ) {
-		void *t = twin_get();
-
-		if (!t) {
-			e = DSM_ENOMEM;
-		} else {
-			memcpy(t, page, D->ps);
-			m->twin = t;
+		e = twin_start(idx, page);
+		if (!e) {
 			e = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_RW);
-			if (!e) {
-				atomic_fetch_or(&m->flags, F_DIRTY);
-				e = dirty_push(idx);
-			} else {
-				m->twin = NULL;
-				twin_put(t);
-			}
+			if (e)
+				twin_cancel(idx);
 		}
 	}
 	/* not READ any more (dropped meanwhile): the store faults again */
@@ -1086,81 +1117,86 @@ static int release(void)
 	return e ? e : e2;
 }
 
-/* Drop the copies that other nodes write. */
+/* Drop the copies that other nodes write. Holds release_mu, so no release
+ * of this node has diffs in flight: a dropped page fetched again reflects
+ * every write this node released. */
 static int acquire(void)
 {
-	int pass, e = 0;
+	struct waitgroup wg;
+	struct vec tmp;
+	size_t i;
+	int e = 0, e2;
 
-	pthread_mutex_lock(&D->acquire_mu);
-	for (pass = 0; pass < 4; pass++) {
-		size_t i, ndirty = 0;
-		struct vec tmp;
+	pthread_mutex_lock(&D->release_mu);
+	/* bump the epoch and take the list in one step (see fetch_install) */
+	pthread_mutex_lock(&D->cached_mu);
+	atomic_fetch_add(&D->acq_epoch, 1);
+	tmp = D->cached;
+	D->cached = D->acq_keep;
+	D->cached.n = 0;
+	for (i = 0; i < tmp.n; i++) {
+		struct page_meta *m = &D->meta[tmp.v[i]];
+		uint32_t fl = atomic_load(&m->flags);
 
-		pthread_mutex_lock(&D->cached_mu);
-		atomic_fetch_add(&D->acq_epoch, 1);
-		tmp = D->cached;
-		D->cached = D->acq_keep;
-		D->acq_keep = tmp;
-		/* keep what nobody else writes, without touching its stripe */
-		tmp = D->acq_keep;
-		D->acq_keep.n = 0;
-		for (i = 0; i < tmp.n; i++) {
-			struct page_meta *m = &D->meta[tmp.v[i]];
-			uint32_t fl = atomic_load(&m->flags);
-
-			if (!(fl & F_CACHED) && !(fl & F_OTHERS)) {
-				/* not installed (forgotten, or failed): leave the list */
-				atomic_fetch_and(&m->flags, ~(uint32_t)F_INLIST);
-				continue;
-			}
-			if (fl & F_OTHERS)
-				vec_push(&D->acq_drop, tmp.v[i]);
-			else if (vec_push(&D->cached, tmp.v[i]))
-				atomic_fetch_and(&m->flags, ~(uint32_t)F_INLIST);
+		if (fl & F_OTHERS) {
+			if (vec_push(&D->acq_drop, tmp.v[i]))
+				e = DSM_ENOMEM;
+		} else if (!(fl & F_CACHED) || vec_push(&D->cached, tmp.v[i])) {
+			/* not installed any more (forgotten): off the list */
+			atomic_fetch_and(&m->flags, ~(uint32_t)F_INLIST);
 		}
-		D->acq_keep = tmp;
-		D->acq_keep.n = 0;
-		pthread_mutex_unlock(&D->cached_mu);
-
-		for (i = 0; i < D->acq_drop.n; i++) {
-			size_t idx = D->acq_drop.v[i];
-			struct page_meta *m = &D->meta[idx];
-			uint32_t fl;
-			bool keep = false;
-
-			pthread_mutex_lock(stripe_of(idx));
-			fl = atomic_load(&m->flags);
-			if (fl & F_DIRTY) {
-				/* written here since the release: diff it first */
-				ndirty++;
-				keep = true;
-			} else if (fl & F_CACHED) {
-				int e2 = dsm__pager_drop(D->pg, page_addr(idx), D->ps);
-
-				if (e2)
-					e = e2;
-				atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
-				STAT_INC(invalidations);
-			}
-			if (keep) {
-				pthread_mutex_lock(&D->cached_mu);
-				if (vec_push(&D->cached, idx))
-					atomic_fetch_and(&m->flags, ~(uint32_t)F_INLIST);
-				pthread_mutex_unlock(&D->cached_mu);
-			} else {
-				atomic_fetch_and(&m->flags, ~(uint32_t)F_INLIST);
-			}
-			pthread_mutex_unlock(stripe_of(idx));
-		}
-		D->acq_drop.n = 0;
-		if (!ndirty)
-			break;
-		e = release();
-		if (e)
-			break;
 	}
-	pthread_mutex_unlock(&D->acquire_mu);
-	return e;
+	tmp.n = 0;
+	D->acq_keep = tmp;
+	pthread_mutex_unlock(&D->cached_mu);
+
+	wg_init(&wg);
+	for (i = 0; i < D->acq_drop.n; i++) {
+		size_t idx = D->acq_drop.v[i];
+		struct page_meta *m = &D->meta[idx];
+		void *page = page_addr(idx);
+		uint32_t fl;
+
+		pthread_mutex_lock(stripe_of(idx));
+		fl = atomic_load(&m->flags);
+		if ((fl & F_CACHED) && (fl & F_DIRTY) && m->twin) {
+			/* Written here since the last release (another thread's
+			 * critical section): its diff goes to the home now, on
+			 * the channel any later fetch of the page takes too, so
+			 * the home applies it before it serves the page again. */
+			uint32_t h1 = atomic_load(&m->home1);
+			int n;
+
+			e2 = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_READ);
+			n = dsm__diff_encode(m->twin, page, D->ps, D->diff_tmp, DSM_DIFF_BOUND(D->ps));
+			twin_put(m->twin);
+			m->twin = NULL;
+			atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
+			if (n < 0) {
+				e2 = n;
+			} else if (n > DSM_DIFF_HDR_SIZE && h1) {
+				STAT_INC(diffs_sent);
+				STAT_ADD(diff_bytes, (uint64_t)n);
+				e2 = rel_append(h1 - 1, idx, D->diff_tmp, (size_t)n);
+				rel_send(h1 - 1, &wg);
+			}
+			if (e2 && !e)
+				e = e2;
+		}
+		if (fl & F_CACHED) {
+			e2 = dsm__pager_drop(D->pg, page, D->ps);
+			if (e2 && !e)
+				e = e2;
+			atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
+			STAT_INC(invalidations);
+		}
+		atomic_fetch_and(&m->flags, ~(uint32_t)F_INLIST);
+		pthread_mutex_unlock(stripe_of(idx));
+	}
+	D->acq_drop.n = 0;
+	e2 = wg_wait(&wg);
+	pthread_mutex_unlock(&D->release_mu);
+	return e ? e : e2;
 }
 
 /* ---- forget (free) ------------------------------------------------------- */
@@ -1173,11 +1209,18 @@ static void forget_local(uintptr_t start, size_t npages)
 		return;
 	if (npages > D->npages - first)
 		npages = D->npages - first;
+	/* One call for the range: a page at a time, a large free kept the
+	 * network thread (this runs inline) busy for most of a second. The
+	 * program freed the memory: nobody may touch it meanwhile. */
+	dsm__pager_drop(D->pg, (void *)start, npages * D->ps);
 	for (i = 0; i < npages; i++) {
 		struct page_meta *m = &D->meta[first + i];
 
+		if (!atomic_load_explicit(&m->flags, memory_order_relaxed) && !m->twin &&
+		    !atomic_load_explicit(&m->home1, memory_order_relaxed) && !m->readers &&
+		    !m->writer1)
+			continue;
 		pthread_mutex_lock(stripe_of(first + i));
-		dsm__pager_drop(D->pg, page_addr(first + i), D->ps);
 		if (m->twin) {
 			twin_put(m->twin);
 			m->twin = NULL;
@@ -1894,13 +1937,20 @@ DSM_EXPORT int dsm_init(const struct dsm_config *cfg)
 	pthread_mutex_init(&d->dirty_mu, NULL);
 	pthread_mutex_init(&d->cached_mu, NULL);
 	pthread_mutex_init(&d->release_mu, NULL);
-	pthread_mutex_init(&d->acquire_mu, NULL);
 	pthread_mutex_init(&d->twin_mu, NULL);
 	pthread_mutex_init(&d->lk_mu, NULL);
 	pthread_mutex_init(&d->held_mu, NULL);
 	pthread_mutex_init(&d->sync_mu, NULL);
 	pthread_mutex_init(&d->bar_mu, NULL);
 	pthread_cond_init(&d->sync_cv, NULL);
+	{
+		long fa;
+
+		e = dsm__env_long("DSM_FETCH_AHEAD", 32, 1, FETCH_AHEAD_MAX, &fa);
+		if (e)
+			goto fail;
+		d->fetch_ahead = (unsigned)fa;
+	}
 	d->dead = calloc((d->nodes + 63) / 64, sizeof(*d->dead));
 	d->left = calloc((d->nodes + 63) / 64, sizeof(*d->left));
 	d->rel_buf = calloc(d->nodes, sizeof(*d->rel_buf));

@@ -94,16 +94,14 @@
 #include "common.h"
 #include "net.h"
 #include "net_rpc.h"
+#include "rawudp.h"
 
 #define MSG_BYTES (1u << 20)      /* one stream message */
 #define STREAM_WINDOW 8u          /* messages unacknowledged in our stream */
-#define RAW_DGRAM 1472u           /* raw stream datagram, as the udp provider's mtu */
-#define RAW_HDR 16u
-#define RAW_PAY (RAW_DGRAM - RAW_HDR)
-#define RAW_ACK_EVERY 32u
-#define RAW_WINDOW 64u  /* 128 overruns the default 208 KiB socket buffer */
-#define RAW_STALL_MS 20           /* raw sender: no ack this long, forget the window */
-#define RTT_MAX_SIZE 4096u
+#define RAW_PAY RAWUDP_PAY         /* raw stream: see rawudp.h */
+#define RAW_ACK_EVERY RAWUDP_ACK_EVERY
+#define RAW_WINDOW RAWUDP_WINDOW
+#define RTT_MAX_SIZE RAWUDP_MAX_SIZE
 #define CTL_TIMEOUT_MS 30000
 #define STREAM_STALL_NS (10LL * 1000000000) /* no progress this long: fail */
 #define FAULT_SPEC "drop=0.05,seed=1"
@@ -298,16 +296,11 @@ static void emit(const char *metric, double value, const char *unit, double ref,
 
 static int udp_bound(struct sockaddr_in *a)
 {
-	socklen_t len = sizeof(*a);
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	char err[RAWUDP_ERR];
+	int s = rawudp_bound(a, err);
 
 	if (s < 0)
-		die("socket: %s", strerror(errno));
-	memset(a, 0, sizeof(*a));
-	a->sin_family = AF_INET;
-	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(s, (struct sockaddr *)a, sizeof(*a)) || getsockname(s, (struct sockaddr *)a, &len))
-		die("bind 127.0.0.1:0: %s", strerror(errno));
+		die("%s", err);
 	return s;
 }
 
@@ -324,34 +317,18 @@ static unsigned free_port(void)
 /* Two UDP sockets on 127.0.0.1 connected to each other. */
 static void raw_pair(int *s0, int *s1)
 {
-	struct sockaddr_in a0, a1;
+	char err[RAWUDP_ERR];
 
-	*s0 = udp_bound(&a0);
-	*s1 = udp_bound(&a1);
-	if (connect(*s0, (struct sockaddr *)&a1, sizeof(a1)) ||
-	    connect(*s1, (struct sockaddr *)&a0, sizeof(a0)))
-		die("connect: %s", strerror(errno));
+	if (rawudp_pair(s0, s1, err))
+		die("%s", err);
 }
 
 static void set_rcvtimeo(int s, int ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	char err[RAWUDP_ERR];
 
-	if (setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
-		die("SO_RCVTIMEO: %s", strerror(errno));
-}
-
-static void drain(int s)
-{
-	uint8_t b[RTT_MAX_SIZE + 64];
-
-	while (recv(s, b, sizeof(b), MSG_DONTWAIT) >= 0)
-		;
-}
-
-static bool again(void)
-{
-	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+	if (rawudp_set_rcvtimeo(s, ms, err))
+		die("%s", err);
 }
 
 /* ---- CPU pinning (only for the *_samecpu / *_crosscpu lines) ---------- */
@@ -390,34 +367,28 @@ static void pin(int cpu)
 		die("sched_setaffinity(%d): %s", cpu, strerror(errno));
 }
 
-/* ---- raw UDP ping-pong ----------------------------------------------- */
+/* ---- raw UDP ping-pong and stream (rawudp.c) -------------------------- */
 
-/* Ping datagram: u32 seq, u8 kind, then padding to the payload size. */
-enum { PING = 0, PING_STOP = 1 };
+/* The server's end of a raw measurement, as rawudp_wait_fn: a control
+ * message within timeout_ms, kept in *(struct ctl *)arg. */
+static bool ctl_wait(void *arg, int timeout_ms)
+{
+	return ctl_recv(arg, timeout_ms);
+}
 
 /* Child: echo every datagram until a stop one. */
 static void raw_pong_server(bool busy, int cpu)
 {
-	uint8_t b[RTT_MAX_SIZE + 64];
+	char err[RAWUDP_ERR];
 
 	if (cpu >= 0)
 		pin(cpu);
 	set_rcvtimeo(raw_fd, 1000);
-	drain(raw_fd);
+	rawudp_drain(raw_fd);
 	ctl_send(C_READY, 0, 0, 0, NULL);
-	for (;;) {
-		ssize_t r = recv(raw_fd, b, sizeof(b), busy ? MSG_DONTWAIT : 0);
-
-		if (r < 0) {
-			if (again())
-				continue; /* a dead parent kills us (PDEATHSIG) */
-			die("pong recv: %s", strerror(errno));
-		}
-		if (r >= 8 && b[4] == PING_STOP)
-			break;
-		if (send(raw_fd, b, (size_t)r, 0) < 0 && !again())
-			die("pong send: %s", strerror(errno));
-	}
+	/* a dead parent kills us (PDEATHSIG) */
+	if (rawudp_pong(raw_fd, 0, busy, err))
+		die("%s", err);
 	if (cpu >= 0)
 		pin(-1);
 	ctl_send(C_DONE, 0, 0, 0, NULL);
@@ -442,11 +413,15 @@ enum { PL_ANY, PL_SAME, PL_CROSS };
 static void raw_pingpong(const struct params *P, size_t size, bool busy, int place,
 			 int64_t *s, struct lat *out)
 {
-	uint8_t b[RTT_MAX_SIZE + 64], in[RTT_MAX_SIZE + 64];
-	unsigned total = P->rtt_warm + P->rtt_iters, lost = 0;
 	int mine = place == PL_ANY ? -1 : cpus[0];
 	int theirs = place == PL_ANY ? -1 : place == PL_SAME ? cpus[0] : cpus[1];
 	struct ctl m;
+	struct rawudp_ping_cfg cfg = {
+		.size = size, .busy = busy, .warm = P->rtt_warm, .iters = P->rtt_iters,
+		.wait = ctl_wait, .arg = &m,
+	};
+	char err[RAWUDP_ERR];
+	unsigned lost;
 
 	ctl_send(C_RAW_PONG, busy, size, (uint64_t)(int64_t)theirs, NULL);
 	/* the server pins itself before it says ready */
@@ -454,53 +429,9 @@ static void raw_pingpong(const struct params *P, size_t size, bool busy, int pla
 	if (mine >= 0)
 		pin(mine);
 	set_rcvtimeo(raw_fd, 1000);
-	drain(raw_fd);
-	memset(b, 0xa5, size);
-	b[4] = PING;
-	for (uint32_t i = 0; i < total; i++) {
-		int64_t t0, t1, sent;
-
-		memcpy(b, &i, 4);
-		t0 = sent = now_ns();
-		if (send(raw_fd, b, size, 0) != (ssize_t)size)
-			die("ping send: %s", strerror(errno));
-		for (;;) {
-			ssize_t r = recv(raw_fd, in, sizeof(in), busy ? MSG_DONTWAIT : 0);
-			uint32_t seq;
-
-			if (r < 0) {
-				if (!again())
-					die("ping recv: %s", strerror(errno));
-				if (busy && now_ns() - sent < 1000000000)
-					continue;
-				if (busy || errno != EINTR) {
-					/* 1 s without the answer: lost; send again */
-					if (++lost > 10)
-						die("raw ping-pong: more than 10 datagrams lost");
-					sent = now_ns();
-					if (send(raw_fd, b, size, 0) != (ssize_t)size)
-						die("ping send: %s", strerror(errno));
-				}
-				continue;
-			}
-			memcpy(&seq, in, 4);
-			if (r == (ssize_t)size && seq == i)
-				break;
-		}
-		t1 = now_ns();
-		if (i >= P->rtt_warm)
-			s[i - P->rtt_warm] = t1 - t0;
-	}
-	/* Stop the server; repeat the stop datagram until it says done. */
-	b[4] = PING_STOP;
-	for (int tries = 0;; tries++) {
-		if (tries == 100)
-			die("raw ping-pong: the server did not stop");
-		if (send(raw_fd, b, 8, 0) < 0 && !again())
-			die("stop send: %s", strerror(errno));
-		if (ctl_recv(&m, 100))
-			break;
-	}
+	rawudp_drain(raw_fd);
+	if (rawudp_ping(raw_fd, &cfg, s, &lost, err))
+		die("%s", err);
 	if (m.cmd != C_DONE)
 		die("control message %u, expected done", m.cmd);
 	if (mine >= 0)
@@ -511,60 +442,17 @@ static void raw_pingpong(const struct params *P, size_t size, bool busy, int pla
 	lat_of(s, P->rtt_iters, out);
 }
 
-/* ---- raw UDP stream ---------------------------------------------------- */
-
-/* Stream datagram header: u32 kind, u32 0, u64 seq (DATA, END: count sent;
- * ACK: highest seq received). */
-enum { S_DATA = 0, S_END = 2, S_ACK = 3 };
-
-static void put_shdr(uint8_t *b, uint32_t kind, uint64_t v)
-{
-	uint32_t z = 0;
-
-	memcpy(b, &kind, 4);
-	memcpy(b + 4, &z, 4);
-	memcpy(b + 8, &v, 8);
-}
-
 /* Child: count datagrams, ack every RAW_ACK_EVERY, report at END. */
 static void raw_sink(void)
 {
-	uint8_t b[RAW_DGRAM + 64], a[RAW_HDR];
-	uint64_t count = 0, bytes = 0, high = 0;
-	unsigned since = 0;
+	uint64_t count, bytes;
+	char err[RAWUDP_ERR];
 
 	set_rcvtimeo(raw_fd, 1000);
-	drain(raw_fd);
+	rawudp_drain(raw_fd);
 	ctl_send(C_READY, 0, 0, 0, NULL);
-	for (;;) {
-		ssize_t r = recv(raw_fd, b, sizeof(b), 0);
-		uint32_t kind;
-		uint64_t seq;
-
-		if (r < 0) {
-			if (again())
-				continue;
-			die("sink recv: %s", strerror(errno));
-		}
-		if (r < (ssize_t)RAW_HDR)
-			continue;
-		memcpy(&kind, b, 4);
-		memcpy(&seq, b + 8, 8);
-		if (kind == S_END)
-			break;
-		if (kind != S_DATA)
-			continue;
-		count++;
-		bytes += (uint64_t)r - RAW_HDR;
-		if (seq > high)
-			high = seq;
-		if (++since == RAW_ACK_EVERY) {
-			since = 0;
-			put_shdr(a, S_ACK, high);
-			if (send(raw_fd, a, sizeof(a), 0) < 0 && !again())
-				die("ack send: %s", strerror(errno));
-		}
-	}
+	if (rawudp_sink(raw_fd, &count, &bytes, err))
+		die("%s", err);
 	ctl_send(C_RESULT, 0, count, bytes, NULL);
 }
 
@@ -576,71 +464,22 @@ struct raw_stream_res {
 /* Parent: stream to the child's raw_sink. */
 static void raw_stream(const struct params *P, struct raw_stream_res *res)
 {
-	uint8_t b[RAW_DGRAM], a[RAW_HDR + 64];
-	uint64_t seq = 0, acked = 0, stalls = 0, bytes = 0;
-	int64_t t0, t1;
+	struct rawudp_stream_res rs;
+	char err[RAWUDP_ERR];
 	struct ctl m;
 
 	ctl_send(C_RAW_SINK, 0, 0, 0, NULL);
 	ctl_expect(&m, C_READY);
-	set_rcvtimeo(raw_fd, RAW_STALL_MS);
-	drain(raw_fd);
-	memset(b, 0x5a, sizeof(b));
-	t0 = now_ns();
-	while (bytes < P->stream_bytes && now_ns() - t0 < P->stream_ns) {
-		/* one message's worth of bytes */
-		for (uint32_t off = 0; off < MSG_BYTES; off += RAW_PAY) {
-			uint32_t n = MSG_BYTES - off < RAW_PAY ? MSG_BYTES - off : RAW_PAY;
-
-			while (seq - acked >= RAW_WINDOW) {
-				ssize_t r = recv(raw_fd, a, sizeof(a), 0);
-				uint32_t kind;
-				uint64_t high;
-
-				if (r < 0) {
-					if (!again())
-						die("stream recv: %s", strerror(errno));
-					if (errno != EINTR) {
-						stalls++; /* acks lost with the data: go on */
-						acked = seq;
-					}
-					continue;
-				}
-				if (r < (ssize_t)RAW_HDR)
-					continue;
-				memcpy(&kind, a, 4);
-				memcpy(&high, a + 8, 8);
-				if (kind == S_ACK && high + 1 > acked)
-					acked = high + 1;
-			}
-			put_shdr(b, S_DATA, seq);
-			for (;;) {
-				if (send(raw_fd, b, RAW_HDR + n, 0) == (ssize_t)(RAW_HDR + n))
-					break;
-				if (!again())
-					die("stream send: %s", strerror(errno));
-			}
-			seq++;
-		}
-		bytes += MSG_BYTES;
-	}
-	/* END until the sink reports over the control socket */
-	put_shdr(b, S_END, seq);
-	for (int tries = 0;; tries++) {
-		if (tries == 250)
-			die("raw stream: no report from the sink");
-		if (send(raw_fd, b, RAW_HDR, 0) < 0 && !again())
-			die("end send: %s", strerror(errno));
-		if (ctl_recv(&m, 20))
-			break;
-	}
-	t1 = now_ns();
+	rawudp_drain(raw_fd);
+	if (rawudp_stream(raw_fd, P->stream_bytes, P->stream_ns, MSG_BYTES, ctl_wait, &m, &rs,
+			  err))
+		die("%s", err);
 	if (m.cmd != C_RESULT)
 		die("control message %u, expected a result", m.cmd);
-	res->mbps = (double)m.b / 1e6 / ((double)(t1 - t0) / 1e9);
-	res->sent = seq;
-	res->lost = seq - m.a;
-	res->stalls = stalls;
+	res->mbps = (double)m.b / 1e6 / ((double)rs.ns / 1e9);
+	res->sent = rs.sent;
+	res->lost = rs.sent - m.a;
+	res->stalls = rs.stalls;
 }
 
 /* ---- our stack --------------------------------------------------------- */

@@ -1,0 +1,27 @@
+#!/bin/bash
+# The README's first program launched by Open MPI's mpirun: dsm_init must
+# learn rank, size and addresses from PMIx. Skips (77) with the reason when
+# mpirun or PMIx support is missing.
+# usage: test-mpirun.sh HELLO HAVE_PMIX(true|false)
+set -u
+hello=$1 have_pmix=$2
+if [ "$have_pmix" != true ]; then
+	echo "SKIP: libdsm was built without PMIx (install libpmix-dev and reconfigure)"
+	exit 77
+fi
+if ! command -v mpirun >/dev/null; then
+	echo "SKIP: mpirun not installed (Debian: apt-get install openmpi-bin)"
+	exit 77
+fi
+for n in 2 4; do
+	out=$(timeout 120 mpirun --allow-run-as-root --oversubscribe -n "$n" \
+		-x DSM_PEER_TIMEOUT_MS=3000 "$hello" 2>&1)
+	rc=$?
+	want="sum $((n * (n + 1) / 2))"
+	if [ $rc -ne 0 ] || ! grep -qxF "$want" <<<"$out"; then
+		echo "FAIL: mpirun -n $n hello: exit $rc, want the line '$want', got:"
+		echo "$out"
+		exit 1
+	fi
+	echo "ok: mpirun -n $n: $want"
+done

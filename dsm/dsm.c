@@ -428,6 +428,8 @@ static int home_of(size_t idx)
 		    rp.npages > D->npages || rp.place > DSM__PLACE_BLOCKED)
 			return DSM_EPROTO;
 		set_homes(rp.start, rp.npages, rp.place, rp.owner, rp.small);
+		DSM__DEBUG("homes of %#" PRIx64 " + %" PRIu64 " pages (placement %u) from node %d",
+			   rp.start, rp.npages, rp.place, owner);
 	}
 	h1 = atomic_load_explicit(&D->meta[idx].home1, memory_order_acquire);
 	return h1 ? (int)h1 - 1 : DSM_EPROTO;
@@ -826,6 +828,9 @@ static int h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
 	}
 	if (e)
 		DSM__WARN("diffs from node %u: %s", peer, dsm_strerror(e));
+	else
+		DSM__DEBUG("applied %u byte(s) of diffs from node %u, news for %zu page(s)",
+			   rq->data.len, peer, nw.total);
 	r = e ? e : reply_after_news(ctx, &nw, 0, 0);
 	news_free(&nw);
 	return r;
@@ -858,6 +863,8 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 			return DSM_EPROTO;
 		}
 		STAT_ADD(pages_fetched, count);
+		DSM__DEBUG("fetched %zu page(s) from %p (home %u)%s", count, page_addr(idx), h,
+			   access == DSM__PAGER_RW ? " to write" : "");
 		if (count > 1)
 			STAT_ADD(prefetched, count - 1);
 		for (i = 0; i < count; i++) {
@@ -1105,6 +1112,8 @@ static int release(void)
 		if (e2 && !e)
 			e = e2;
 	}
+	DSM__DEBUG("release: %zu dirty page(s), news for %zu reader page(s)",
+		   D->rel_pages.n, nw.total);
 	D->rel_pages.n = 0;
 	for (h = 0; h < D->nodes; h++)
 		rel_send(h, &wg);
@@ -1193,6 +1202,9 @@ static int acquire(void)
 		atomic_fetch_and(&m->flags, ~(uint32_t)F_INLIST);
 		pthread_mutex_unlock(stripe_of(idx));
 	}
+	if (D->acq_drop.n)
+		DSM__DEBUG("acquire: dropped %zu copied page(s) others write, kept %zu",
+			   D->acq_drop.n, D->cached.n);
 	D->acq_drop.n = 0;
 	e2 = wg_wait(&wg);
 	pthread_mutex_unlock(&D->release_mu);
@@ -2200,6 +2212,8 @@ DSM_EXPORT int dsm_barrier(void)
 		e = e2;
 	STAT_INC(barriers);
 	STAT_ADD(barrier_ns, (uint64_t)(dsm__now_ns() - t0));
+	DSM__DEBUG("barrier %" PRIu64 " done in %.1f us: %s", D->bar_epoch - 1,
+		   (dsm__now_ns() - t0) / 1e3, e ? dsm_strerror(e) : "ok");
 	return e;
 }
 
@@ -2240,6 +2254,8 @@ DSM_EXPORT int dsm_lock(uint32_t id)
 		waited = rp.waited != 0 || owner_died;
 	}
 	e = held_change(id, 1);
+	DSM__DEBUG("lock %u granted by node %u%s", id, mgr,
+		   owner_died ? " (its holder died)" : waited ? " after waiting" : "");
 	if (!e)
 		e = acquire();
 	if (!e && owner_died)
@@ -2263,6 +2279,7 @@ DSM_EXPORT int dsm_unlock(uint32_t id)
 		return e;
 	e = release();
 	mgr = id % D->nodes;
+	DSM__DEBUG("unlock %u (manager node %u)", id, mgr);
 	if (mgr == D->rank) {
 		lk_release(id, D->rank);
 	} else {

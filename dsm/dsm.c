@@ -45,6 +45,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1561,7 +1562,7 @@ static int wait_for(bool (*cond)(void *), void *arg, unsigned from, int mode)
 		pthread_mutex_unlock(&D->sync_mu);
 		if (ok)
 			return 0;
-		__builtin_ia32_pause();
+		sched_yield(); /* see net/rpc.c */
 	} while (dsm__now_ns() < spin_end);
 	pthread_mutex_lock(&D->sync_mu);
 	while (!cond(arg)) {

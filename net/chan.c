@@ -23,6 +23,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1083,7 +1084,10 @@ static void *net_thread(void *arg)
 		if (n > 0 || now >= next_timer)
 			next_timer = run_timers(c, now);
 		if (n > 0 || now - active < spin_ns) {
-			/* While spinning, timers still run when due. */
+			/* While spinning, timers still run when due; yield so a
+			 * thread waiting for this CPU runs (see rpc.c). */
+			if (n <= 0)
+				sched_yield();
 			continue;
 		}
 		/* Block. Announce it first, then look at the timers once more,

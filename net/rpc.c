@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,8 +343,13 @@ int dsm__rpc_call(struct dsm__rpc *r, unsigned peer, const struct dsm__rpc_proc 
 
 		if (now - start < r->spin_ns) {
 			/* take the reply ourselves if it is there */
+			/* Yield, do not just pause: with as many busy threads
+			 * as CPUs, the thread that would answer may be waiting
+			 * for this very CPU (a wake-affine scheduler puts
+			 * threads that talk to each other together), and a pure
+			 * spin then costs the whole spin every round trip. */
 			if (!dsm__chan_progress_try(r->chan))
-				__builtin_ia32_pause();
+				sched_yield();
 			continue;
 		}
 		if (now >= deadline) {

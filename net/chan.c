@@ -1282,6 +1282,13 @@ void dsm__chan_destroy(struct dsm__chan *c)
 {
 	if (!c)
 		return;
+	/* Stop receiving first: a peer that saw our goodbye answers anything
+	 * more from us with REJECT, which we would report as being excluded. */
+	if (c->thread_started) {
+		atomic_store_explicit(&c->stop, true, memory_order_release);
+		kick(c);
+		pthread_join(c->thread, NULL);
+	}
 	/* Goodbye, three times since it is not retransmitted. */
 	for (int k = 0; k < 3; k++) {
 		for (unsigned i = 0; i < c->nodes; i++) {
@@ -1292,11 +1299,6 @@ void dsm__chan_destroy(struct dsm__chan *c)
 				send_ctrl(c, p, DSM_WIRE_HELLO, DSM_WIRE_F_BYE, chan_now(c));
 			pthread_mutex_unlock(&p->lock);
 		}
-	}
-	if (c->thread_started) {
-		atomic_store_explicit(&c->stop, true, memory_order_release);
-		kick(c);
-		pthread_join(c->thread, NULL);
 	}
 	if (c->kick_fd >= 0)
 		close(c->kick_fd);

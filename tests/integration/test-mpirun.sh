@@ -14,8 +14,10 @@ if ! command -v mpirun >/dev/null; then
 	exit 77
 fi
 for n in 2 4; do
+	# -x: mpirun passes only the variables it is told to
 	out=$(timeout 120 mpirun --allow-run-as-root --oversubscribe -n "$n" \
-		-x DSM_PEER_TIMEOUT_MS=3000 "$hello" 2>&1)
+		-x DSM_PEER_TIMEOUT_MS=3000 ${LSAN_OPTIONS:+-x LSAN_OPTIONS} \
+		${ASAN_OPTIONS:+-x ASAN_OPTIONS} "$hello" 2>&1)
 	rc=$?
 	want="sum $((n * (n + 1) / 2))"
 	if [ $rc -ne 0 ] || ! grep -qxF "$want" <<<"$out"; then

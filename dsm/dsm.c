@@ -4,37 +4,40 @@
  * dsm/bootstrap (who is who).
  *
  * Protocol (DESIGN.md section 3): home-based, multiple writers, release
- * consistency, with the acquire side done by self-invalidation guided by
- * the homes' writer records (as in ArgoDSM) instead of write notices:
+ * consistency; the acquire side drops exactly the copies that a released
+ * write made stale, which the homes tell the readers about (writer_news)
+ * instead of lock grants and barriers carrying write notices:
  *
  *  - Every page has a home (from its allocation's placement) whose copy is
  *    the master. Other nodes learn a page's home once from the arena's
  *    owner (home_of) and keep it in the page's metadata.
  *  - Read fault on a page homed elsewhere: fetch it (fetch; with fetch-ahead
  *    when the node reads sequentially), install it read-only. The home
- *    records the reader and answers whether a node other than the reader
- *    writes the page ("others").
+ *    records the node as a reader of the page.
  *  - Write fault: homed elsewhere: keep a twin (copy) and make the page
  *    writable; homed here: make it writable. Either way the page goes on
- *    the dirty list.
+ *    the dirty list (before it becomes writable).
  *  - Release (unlock, barrier, bcast root, finalize): every dirty page is
  *    write-protected again; a page homed elsewhere is diffed against its
  *    twin (byte-exact, dsm/diff.h) and the diffs go to the homes, which
- *    apply them. Each home records the writers of its pages; when a page
- *    gains a writer that some reader did not know of, the home tells that
- *    reader (writer_news) before it acknowledges the diffs. A home's own
- *    writes register it as a writer the same way. The release returns when
- *    every home has acknowledged.
- *  - Acquire (lock granted, barrier left, bcast received): drop every cached
- *    copy of a page that another node writes. Copies of pages nobody else
- *    writes (read-only data, a node's own output) stay.
+ *    apply them. For each released write the home tells every other node
+ *    that ever fetched the page (writer_news) that its copy is stale, before
+ *    it acknowledges the diffs. A
+ *    home's own writes are released the same way (its pages are
+ *    write-protected while they have readers, and simply writable while
+ *    they have none). The release returns when every home has
+ *    acknowledged.
+ *  - Acquire (lock granted, barrier left, bcast received): drop the copies
+ *    marked stale. Copies nobody wrote since they were fetched (read-only
+ *    data, data written before the last barrier) stay.
  * Why this is enough: a write W by node A that must be visible to node C
  * after C's acquire happens after A's release, which returned only when
- * W's home held W and every node caching W's page knew "someone else
- * writes it"; C's acquire then drops its copy and the next access fetches
- * the master, which holds W. A fetch that raced with an acquire is checked
- * against the acquire counter and repeated. Transitivity needs nothing
- * more: each release makes its writes safe for any later acquire.
+ * W's home held W and every node that ever fetched W's page had its copy
+ * marked stale; C's acquire then drops it and the next access fetches the
+ * master, which holds W. A node that fetched after W's release gets W. A
+ * fetch that raced with an acquire is checked against the acquire counter
+ * and repeated. Transitivity needs nothing more: each release makes its
+ * writes safe for any later acquire.
  *
  * Threads: application threads, pager service threads (fault callbacks),
  * the network thread (inline handlers: every handler here is inline except
@@ -81,10 +84,9 @@ enum {
 struct page_meta {
 	_Atomic uint32_t flags;
 	_Atomic uint32_t home1;   /* home + 1; 0: not known yet */
-	/* Home side (under the page's stripe): who writes, who reads. */
-	uint32_t writer1;         /* first writer + 1 */
-	uint32_t many;            /* more than one writer */
-	uint64_t readers;         /* bit r: node r < 63 fetched it; bit 63: a node >= 63 did */
+	/* Home side (under the page's stripe): who holds a copy that no
+	 * released write has made stale yet. */
+	uint64_t readers;         /* bit r: node r < 63; bit 63: some node >= 63 */
 	void *twin;               /* twin of a dirty copy (non-home) */
 };
 
@@ -469,12 +471,6 @@ static void reader_add(struct page_meta *m, unsigned r)
 	m->readers |= 1ull << (r < 63 ? r : 63);
 }
 
-/* Does a node other than r write the page? (home side, under the stripe) */
-static bool others_write(const struct page_meta *m, unsigned r)
-{
-	return m->many || (m->writer1 && m->writer1 - 1 != r);
-}
-
 static int news_add(struct news *nw, unsigned r, size_t idx)
 {
 	if (!nw->per) {
@@ -486,27 +482,23 @@ static int news_add(struct news *nw, unsigned r, size_t idx)
 	return vec_push(&nw->per[r], idx);
 }
 
-/* Record w as a writer of page idx (under its stripe); readers for which
- * this is news go into nw. */
-static int register_writer(size_t idx, unsigned w, struct news *nw)
+/* A write by node w to page idx was released (under the page's stripe):
+ * every other node that holds a copy must drop it at its next acquire; they
+ * go into nw. Readers stay readers until the page is freed: a node that was
+ * told may not have heard yet (the news travels), and the next writer's
+ * release must wait for it too, so it is told again. A page nobody writes
+ * causes no news, and stays cached everywhere. */
+static int register_write(size_t idx, unsigned w, struct news *nw)
 {
 	struct page_meta *m = &D->meta[idx];
 	unsigned r;
 	int e = 0;
 
-	if (m->many || m->writer1 == w + 1)
+	if (!m->readers)
 		return 0;
-	for (r = 0; r < D->nodes && !e; r++) {
-		if (r == D->rank || !reader_has(m, r))
-			continue;
-		/* others_write(r) goes from false to true? */
-		if (!others_write(m, r) && (m->writer1 || r != w))
+	for (r = 0; r < D->nodes && !e; r++)
+		if (r != D->rank && r != w && reader_has(m, r))
 			e = news_add(nw, r, idx);
-	}
-	if (m->writer1)
-		m->many = 1;
-	else
-		m->writer1 = w + 1;
 	return e;
 }
 
@@ -537,6 +529,9 @@ static int news_send(struct news *nw, dsm__rpc_done_fn done, void *arg,
 	for (r = 0; r < nw->nodes; r++) {
 		struct vec *v = &nw->per[r];
 
+		/* a node that is gone reads no copy again */
+		if (peer_gone(r))
+			continue;
 		for (i = 0; i < v->n; i += NEWS_BATCH) {
 			struct dsm_rpc_writer_news_req rq;
 			int e;
@@ -557,6 +552,14 @@ static int news_send(struct news *nw, dsm__rpc_done_fn done, void *arg,
 static void wg_before(void *arg)
 {
 	wg_add(arg);
+}
+
+/* News that could not reach a node because it died or left meanwhile is no
+ * error: that node reads no copy again. */
+static void wg_news_done_cb(void *arg, int status, const void *rep)
+{
+	(void)rep;
+	wg_done(arg, status == DSM_EPEERDEAD ? 0 : status);
 }
 
 static int h_writer_news(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_writer_news_req *rq,
@@ -662,7 +665,6 @@ static int home_writable(size_t idx)
 static int h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 		   struct dsm_rpc_fetch_rep *rp)
 {
-	static _Thread_local uint8_t others[256];
 	unsigned peer = dsm__rpc_ctx_peer(ctx);
 	void *p = (void *)(uintptr_t)rq->page;
 	size_t idx, i;
@@ -678,16 +680,19 @@ static int h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 
 		pthread_mutex_lock(stripe_of(idx + i));
 		e = home_present(idx + i, DSM__PAGER_READ);
+		/* A home page without readers is left writable, its writes
+		 * untracked; from now on they must be tracked. (If it is on
+		 * the dirty list, the next release protects it.) */
+		if (!e && !(atomic_load(&m->flags) & F_DIRTY) &&
+		    dsm__pager_access(D->pg, page_addr(idx + i)) == DSM__PAGER_RW)
+			e = dsm__pager_protect(D->pg, page_addr(idx + i), D->ps, DSM__PAGER_READ);
 		reader_add(m, peer);
-		others[i] = others_write(m, peer);
 		pthread_mutex_unlock(stripe_of(idx + i));
 	}
 	if (e)
 		return e;
 	STAT_ADD(pages_served, rq->count);
 	/* encoded straight from the pages after this returns */
-	rp->others.ptr = others;
-	rp->others.len = rq->count;
 	rp->data.ptr = p;
 	rp->data.len = (uint32_t)(rq->count * D->ps);
 	return 0;
@@ -822,7 +827,7 @@ static int h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
 		if (!e)
 			e = dsm__diff_apply(page_addr(idx), D->ps, p, len);
 		if (!e)
-			e = register_writer(idx, peer, &nw);
+			e = register_write(idx, peer, &nw);
 		pthread_mutex_unlock(stripe_of(idx));
 		STAT_INC(diffs_applied);
 		p += len;
@@ -859,7 +864,7 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 			fault_peer = (int)h;
 			return e;
 		}
-		if (rp.others.len != count || rp.data.len != count * D->ps) {
+		if (rp.data.len != count * D->ps) {
 			dsm__rpc_reply_release(&keep);
 			return DSM_EPROTO;
 		}
@@ -874,8 +879,6 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 			uint32_t fl;
 
 			pthread_mutex_lock(stripe_of(idx + i));
-			if (rp.others.ptr[i])
-				atomic_fetch_or(&m->flags, F_OTHERS);
 			fl = atomic_load(&m->flags);
 			/* Check against acquires and enter the cached list in
 			 * one step (an acquire bumps the epoch and takes the
@@ -957,6 +960,38 @@ static size_t fetch_ahead(size_t idx, unsigned h)
 	return n;
 }
 
+#define HOME_AROUND 16 /* fresh home pages made present per home fault */
+
+/* First touch of home pages that have never been read elsewhere: zeros,
+ * writable, writes untracked (no reader to tell; h_fetch starts tracking
+ * when one comes). The faulting page and up to HOME_AROUND - 1 following
+ * pages of the same home that are not present either: a fault costs tens
+ * of microseconds here, an install a few. 0 when page idx is served,
+ * DSM_EAGAIN when it needs the general path. */
+static int home_fresh(size_t idx)
+{
+	size_t j;
+	int e = DSM_EAGAIN;
+
+	for (j = 0; j < HOME_AROUND && idx + j < D->npages; j++) {
+		struct page_meta *m = &D->meta[idx + j];
+		int e2 = DSM_EAGAIN;
+
+		if (j && atomic_load_explicit(&m->home1, memory_order_relaxed) != D->rank + 1)
+			break;
+		pthread_mutex_lock(stripe_of(idx + j));
+		if (!m->readers &&
+		    dsm__pager_access(D->pg, page_addr(idx + j)) == DSM__PAGER_NONE)
+			e2 = dsm__pager_install(D->pg, page_addr(idx + j), NULL, DSM__PAGER_RW);
+		pthread_mutex_unlock(stripe_of(idx + j));
+		if (!j)
+			e = e2 == DSM_EBUSY ? 0 : e2;
+		else if (e2)
+			break;
+	}
+	return e;
+}
+
 static int cb_read_fault(void *arg, void *page)
 {
 	size_t idx = page_idx(page);
@@ -968,6 +1003,9 @@ static int cb_read_fault(void *arg, void *page)
 	if (h < 0)
 		return h;
 	if ((unsigned)h == D->rank) {
+		e = home_fresh(idx);
+		if (e != DSM_EAGAIN)
+			return e;
 		pthread_mutex_lock(stripe_of(idx));
 		e = home_present(idx, DSM__PAGER_READ);
 		pthread_mutex_unlock(stripe_of(idx));
@@ -987,6 +1025,11 @@ static int cb_write_fault(void *arg, void *page, bool present)
 	if (h < 0)
 		return h;
 	if ((unsigned)h == D->rank) {
+		if (!present) {
+			e = home_fresh(idx);
+			if (e != DSM_EAGAIN)
+				return e;
+		}
 		pthread_mutex_lock(stripe_of(idx));
 		e = home_writable(idx);
 		pthread_mutex_unlock(stripe_of(idx));
@@ -1086,14 +1129,20 @@ static int release(void)
 		}
 		h1 = atomic_load(&m->home1);
 		twin = m->twin;
-		e2 = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_READ);
+		e2 = 0;
 		if (!twin) {
-			/* our own page: we are a writer */
-			if (!e2)
-				e2 = register_writer(idx, D->rank, &nw);
+			/* Our own page. With readers: track our writes again and
+			 * tell the readers. Without: nothing to track, it stays
+			 * writable (h_fetch protects it when a reader comes). */
+			if (m->readers) {
+				e2 = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_READ);
+				if (!e2)
+					e2 = register_write(idx, D->rank, &nw);
+			}
 			atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
 			pthread_mutex_unlock(stripe_of(idx));
 		} else {
+			e2 = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_READ);
 			n = dsm__diff_encode(twin, page, D->ps, D->diff_tmp, DSM_DIFF_BOUND(D->ps));
 			m->twin = NULL;
 			atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
@@ -1118,7 +1167,7 @@ static int release(void)
 	D->rel_pages.n = 0;
 	for (h = 0; h < D->nodes; h++)
 		rel_send(h, &wg);
-	news_send(&nw, wg_done_cb, &wg, wg_before);
+	news_send(&nw, wg_news_done_cb, &wg, wg_before);
 	e2 = wg_wait(&wg);
 	news_free(&nw);
 	pthread_mutex_unlock(&D->release_mu);
@@ -1197,10 +1246,10 @@ static int acquire(void)
 			e2 = dsm__pager_drop(D->pg, page, D->ps);
 			if (e2 && !e)
 				e = e2;
-			atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
 			STAT_INC(invalidations);
 		}
-		atomic_fetch_and(&m->flags, ~(uint32_t)F_INLIST);
+		/* the next copy is fresh: dropped again only on news */
+		atomic_fetch_and(&m->flags, ~(uint32_t)(F_CACHED | F_OTHERS | F_INLIST));
 		pthread_mutex_unlock(stripe_of(idx));
 	}
 	if (D->acq_drop.n)
@@ -1230,8 +1279,7 @@ static void forget_local(uintptr_t start, size_t npages)
 		struct page_meta *m = &D->meta[first + i];
 
 		if (!atomic_load_explicit(&m->flags, memory_order_relaxed) && !m->twin &&
-		    !atomic_load_explicit(&m->home1, memory_order_relaxed) && !m->readers &&
-		    !m->writer1)
+		    !atomic_load_explicit(&m->home1, memory_order_relaxed) && !m->readers)
 			continue;
 		pthread_mutex_lock(stripe_of(first + i));
 		if (m->twin) {
@@ -1240,8 +1288,6 @@ static void forget_local(uintptr_t start, size_t npages)
 		}
 		atomic_fetch_and(&m->flags, F_INLIST);
 		atomic_store(&m->home1, 0);
-		m->writer1 = 0;
-		m->many = 0;
 		m->readers = 0;
 		pthread_mutex_unlock(stripe_of(first + i));
 	}
@@ -1544,7 +1590,9 @@ static int h_barrier(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_barrier_msg 
 /* How a wait treats nodes that are gone. */
 enum {
 	WAIT_FROM, /* only `from` matters (bcast root) */
-	WAIT_ALL,  /* every node must take part (barrier): any gone is an error */
+	WAIT_ALL,  /* every node takes part (barrier): any node dead is an error
+		    * (who waits for it never sends on); a node that left sent
+		    * everything first */
 	WAIT_FIN,  /* finalize: a node that is gone has arrived */
 };
 
@@ -1568,7 +1616,7 @@ static int wait_for(bool (*cond)(void *), void *arg, unsigned from, int mode)
 	while (!cond(arg)) {
 		struct timespec ts;
 
-		if (peer_gone(from) || (mode == WAIT_ALL && atomic_load(&D->ngone))) {
+		if (peer_gone(from) || (mode == WAIT_ALL && any_dead())) {
 			ok = cond(arg) || (mode == WAIT_FIN && peer_gone(from));
 			pthread_mutex_unlock(&D->sync_mu);
 			return ok ? 0 : DSM_EPEERDEAD;
@@ -1691,7 +1739,7 @@ static int atomic_here(int64_t *addr, uint32_t op, int64_t a, int64_t b, int64_t
 						    __ATOMIC_SEQ_CST);
 			*old = expect;
 		}
-		e = register_writer(idx, D->rank, nw);
+		e = register_write(idx, D->rank, nw);
 	}
 	pthread_mutex_unlock(stripe_of(idx));
 	return e;
@@ -1734,7 +1782,7 @@ static int do_atomic(int64_t *addr, uint32_t op, int64_t a, int64_t b, int64_t *
 
 		e = atomic_here(addr, op, a, b, &o, &nw);
 		wg_init(&wg);
-		news_send(&nw, wg_done_cb, &wg, wg_before);
+		news_send(&nw, wg_news_done_cb, &wg, wg_before);
 		if (wg_wait(&wg) == DSM_ENOMEM && !e)
 			e = DSM_ENOMEM;
 		news_free(&nw);

@@ -132,6 +132,7 @@ struct dsm__chan {
 	bool thread_started;
 	atomic_bool stop;
 	atomic_int sleeping;       /* the network thread is (about to be) blocked */
+	atomic_bool leaving;       /* dsm__chan_destroy said goodbye */
 	int kick_fd;               /* eventfd that wakes it */
 	pthread_mutex_t rx_lock;   /* held by whichever thread receives */
 	int64_t now;               /* time of the batch being processed */
@@ -872,7 +873,7 @@ static void on_rx(void *arg, const uint8_t *buf, size_t len)
 	p->last_rx_ns = now;
 	p->heard_since_rto = true;
 	if (h.type == DSM_WIRE_REJECT) {
-		if (h.dst_inc == c->inc)
+		if (h.dst_inc == c->inc && !atomic_load(&c->leaving))
 			declare_dead(c, p, DSM__PEER_EXCLUDED, &q);
 		goto unlock;
 	}
@@ -1282,14 +1283,12 @@ void dsm__chan_destroy(struct dsm__chan *c)
 {
 	if (!c)
 		return;
-	/* Stop receiving first: a peer that saw our goodbye answers anything
-	 * more from us with REJECT, which we would report as being excluded. */
-	if (c->thread_started) {
-		atomic_store_explicit(&c->stop, true, memory_order_release);
-		kick(c);
-		pthread_join(c->thread, NULL);
-	}
-	/* Goodbye, three times since it is not retransmitted. */
+	/* A peer that saw our goodbye answers anything more from us with
+	 * REJECT: not news to report from here on. */
+	atomic_store(&c->leaving, true);
+	/* Goodbye, three times since it is not retransmitted. The network
+	 * thread still runs meanwhile (a transport such as the fault shim may
+	 * hold datagrams back until it polls). */
 	for (int k = 0; k < 3; k++) {
 		for (unsigned i = 0; i < c->nodes; i++) {
 			struct peer *p = &c->peers[i];
@@ -1299,6 +1298,11 @@ void dsm__chan_destroy(struct dsm__chan *c)
 				send_ctrl(c, p, DSM_WIRE_HELLO, DSM_WIRE_F_BYE, chan_now(c));
 			pthread_mutex_unlock(&p->lock);
 		}
+	}
+	if (c->thread_started) {
+		atomic_store_explicit(&c->stop, true, memory_order_release);
+		kick(c);
+		pthread_join(c->thread, NULL);
 	}
 	if (c->kick_fd >= 0)
 		close(c->kick_fd);

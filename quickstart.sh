@@ -36,7 +36,7 @@ fi
 ninja -C build
 
 if [ "$what" = demo ]; then
-	exec build/demos/dsmrun -n 4 build/demos/netdemo
+	exec build/demos/dsmrun -n 4 build/demos/matmul
 else
 	exec meson test -C build --print-errorlogs
 fi

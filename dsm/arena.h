@@ -48,17 +48,14 @@
  * A page is "live" if it belongs to a live page run or to a slab holding at
  * least one live object.
  *
- * Home cache (struct dsm__home_cache): on a non-owner node, page -> home
- * answers from the owners. A fixed-size, 8-way set-associative table of
- * 64-bit words (key and home packed in one word): lookups are lock-free
- * (one atomic load per way, one cache line); insert and forget are
- * serialised by one mutex; a full set evicts round-robin. An epoch counted
- * by every forget lets a caller drop an answer that may predate a free.
+ * Non-owner nodes learn the extent holding a page from its owner
+ * (dsm__arena_extent, sent over the network by dsm/dsm.c) and compute the
+ * homes of all its pages with dsm__home_of; dsm/dsm.c keeps them per page.
  *
  * Threads. Every dsm__arena_* call on one arena may come from any thread:
  * each arena has one mutex, held for the whole call (allocation is not the
  * fault hot path; hold times are O(log n)). Layout functions and
- * dsm__home_of are pure. Home cache: see above.
+ * dsm__home_of are pure.
  */
 #ifndef DSM_DSM_ARENA_H
 #define DSM_DSM_ARENA_H
@@ -189,46 +186,5 @@ void dsm__arena_get_stats(struct dsm__arena *a, struct dsm__arena_stats *out);
  * counts, counters match). O(n); for tests and debugging. 0, or DSM_EINVAL
  * after logging the first violation. Takes the arena lock. */
 int dsm__arena_check(struct dsm__arena *a);
-
-/* ---- home cache (non-owner nodes) -------------------------------------- */
-
-struct dsm__home_cache;
-
-struct dsm__home_cache_stats {
-	uint64_t hits, misses; /* lookups */
-	uint64_t inserts, evictions, forgotten;
-	uint64_t stale;        /* inserts dropped: a forget ran since the epoch */
-};
-
-/* A cache of at least `entries` pages (rounded up to a power of two,
- * minimum 8) of page_size bytes (a power of two). 0, DSM_EINVAL,
- * DSM_ENOMEM. */
-int dsm__home_cache_create(size_t entries, size_t page_size,
-			   struct dsm__home_cache **out);
-void dsm__home_cache_destroy(struct dsm__home_cache *c);
-
-/* Home of the page holding addr, or DSM_ENOENT if not cached. Lock-free;
- * any thread, including fault service threads. */
-int dsm__home_cache_lookup(struct dsm__home_cache *c, const void *addr);
-
-/* The forget epoch: read it before asking an owner, pass it to insert. */
-uint64_t dsm__home_cache_epoch(struct dsm__home_cache *c);
-
-/* Cache home (0 .. DSM__ARENA_MAX_NODES - 1) for the page holding addr,
- * replacing an older entry for it, evicting another page of its set if the
- * set is full. If a forget ran since epoch was read the answer may predate
- * a free: nothing is stored and DSM_EAGAIN is returned (the answer may
- * still serve the access that asked; ask again before caching). 0,
- * DSM_EAGAIN or DSM_EINVAL. Takes the cache mutex. */
-int dsm__home_cache_insert(struct dsm__home_cache *c, const void *addr,
-			   int home, uint64_t epoch);
-
-/* Forget every cached page of [addr, addr + len) (an allocation that was
- * freed) and advance the epoch. Takes the cache mutex; cost
- * O(min(pages of the range, cache size)). */
-void dsm__home_cache_forget(struct dsm__home_cache *c, const void *addr, size_t len);
-
-void dsm__home_cache_get_stats(struct dsm__home_cache *c,
-			       struct dsm__home_cache_stats *out);
 
 #endif /* DSM_DSM_ARENA_H */

@@ -2,7 +2,7 @@
  * Unit tests for dsm/arena.c: the split of the region into arenas, the
  * allocator of one arena (sizes, alignment, no overlap under random load,
  * reuse, coalescing, errors and bad frees), the home of every page for each
- * placement, the home cache, concurrency, and a timing print.
+ * placement, concurrency, and a timing print.
  *
  * Every region here is fake: base 0x200000000000 and sizes up to 64 GiB,
  * with nothing mapped. Any dereference of the region by the allocator would
@@ -731,169 +731,6 @@ START_TEST(arena_homes)
 }
 END_TEST
 
-/* ---- home cache ----------------------------------------------------------- */
-
-struct cache_reader {
-	struct dsm__home_cache *c;
-	int stop_after;
-	long hits, wrong;
-};
-
-#define PAGE_ADDR(pg) ((void *)(BASE + (uintptr_t)(pg) * PAGE))
-#define HOME_OF_PAGE(pg) ((int)((pg) * 7 % 13))
-
-static void *cache_reader(void *arg)
-{
-	struct cache_reader *cr = arg;
-	uint64_t s = (uintptr_t)arg;
-
-	for (int i = 0; i < cr->stop_after; i++) {
-		uint64_t pg = rng_r(&s) % 512;
-		int h = dsm__home_cache_lookup(cr->c, PAGE_ADDR(pg));
-
-		if (h >= 0) {
-			cr->hits++;
-			cr->wrong += h != HOME_OF_PAGE(pg);
-		}
-	}
-	return NULL;
-}
-
-START_TEST(arena_home_cache)
-{
-	struct dsm__home_cache *c;
-	struct dsm__home_cache_stats st;
-	uint64_t e;
-	int hits;
-
-	ck_assert_int_eq(dsm__home_cache_create(64, 1000, &c), DSM_EINVAL);
-	ck_assert_int_eq(dsm__home_cache_create(60, PAGE, &c), 0);
-
-	/* Miss, insert, hit, update. */
-	e = dsm__home_cache_epoch(c);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(5)), DSM_ENOENT);
-	ck_assert_int_eq(dsm__home_cache_insert(c, PAGE_ADDR(5), 3, e), 0);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(5)), 3);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, (char *)PAGE_ADDR(5) + PAGE - 1), 3);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(6)), DSM_ENOENT);
-	ck_assert_int_eq(dsm__home_cache_insert(c, PAGE_ADDR(5), 1, e), 0);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(5)), 1);
-	ck_assert_int_eq(dsm__home_cache_insert(c, PAGE_ADDR(5), 65534, e), 0);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(5)), 65534);
-	ck_assert_int_eq(dsm__home_cache_insert(c, PAGE_ADDR(5), -1, e), DSM_EINVAL);
-	ck_assert_int_eq(dsm__home_cache_insert(c, PAGE_ADDR(5), 65535, e), DSM_EINVAL);
-	dsm__home_cache_get_stats(c, &st);
-	ck_assert_uint_eq(st.hits, 4);
-	ck_assert_uint_eq(st.misses, 2);
-	ck_assert_uint_eq(st.inserts, 3);
-
-	/* Eviction: 64 entries; 1000 distinct pages leave exactly 64. */
-	for (uint64_t pg = 1000; pg < 2000; pg++)
-		ck_assert_int_eq(dsm__home_cache_insert(c, PAGE_ADDR(pg), HOME_OF_PAGE(pg), e), 0);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(1999)), HOME_OF_PAGE(1999));
-	hits = 0;
-	for (uint64_t pg = 0; pg < 2000; pg++) {
-		int h = dsm__home_cache_lookup(c, PAGE_ADDR(pg));
-
-		if (h >= 0) {
-			ck_assert_int_eq(h, HOME_OF_PAGE(pg));
-			hits++;
-		}
-	}
-	ck_assert_int_eq(hits, 64);
-	dsm__home_cache_get_stats(c, &st);
-	ck_assert_uint_eq(st.evictions, 1000 + 1 - 64);
-	dsm__home_cache_destroy(c);
-	dsm__home_cache_destroy(NULL);
-
-	/* Forget: a few pages (per-set path), unaligned, and a huge range
-	 * (full-scan path); the epoch drops answers that predate a forget. */
-	ck_assert_int_eq(dsm__home_cache_create(1024, PAGE, &c), 0);
-	e = dsm__home_cache_epoch(c);
-	for (uint64_t pg = 100; pg < 120; pg++)
-		ck_assert_int_eq(dsm__home_cache_insert(c, PAGE_ADDR(pg), HOME_OF_PAGE(pg), e), 0);
-	dsm__home_cache_forget(c, PAGE_ADDR(105), 10 * PAGE);
-	for (uint64_t pg = 100; pg < 120; pg++)
-		ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(pg)),
-				 pg >= 105 && pg < 115 ? DSM_ENOENT : HOME_OF_PAGE(pg));
-	dsm__home_cache_forget(c, (char *)PAGE_ADDR(100) + 100, PAGE); /* pages 100, 101 */
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(100)), DSM_ENOENT);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(101)), DSM_ENOENT);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(102)), HOME_OF_PAGE(102));
-	dsm__home_cache_forget(c, PAGE_ADDR(0), 0); /* empty: nothing */
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(102)), HOME_OF_PAGE(102));
-	ck_assert_int_eq(dsm__home_cache_insert(c, PAGE_ADDR(105), 1, e), DSM_EAGAIN);
-	ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(105)), DSM_ENOENT);
-	e = dsm__home_cache_epoch(c);
-	ck_assert_int_eq(dsm__home_cache_insert(c, PAGE_ADDR(105), 1, e), 0);
-	dsm__home_cache_forget(c, PAGE_ADDR(0), GiB);
-	for (uint64_t pg = 100; pg < 120; pg++)
-		ck_assert_int_eq(dsm__home_cache_lookup(c, PAGE_ADDR(pg)), DSM_ENOENT);
-	dsm__home_cache_get_stats(c, &st);
-	ck_assert_uint_eq(st.forgotten, 10 + 2 + 9);
-	ck_assert_uint_eq(st.stale, 1);
-
-	/* With an arena: a non-owner's miss asks the owner, caches the answer;
-	 * the free is followed by a forget of the allocation. */
-	{
-		struct dsm__arena_region r;
-		struct dsm__arena *a = make_arena(&r, 64 * GiB, 3, 1);
-		char *p = xalloc(a, 5 * PAGE, DSM__PLACE_INTERLEAVE);
-		static const int want[] = { 1, 2, 0, 1, 2 };
-
-		for (int round = 0; round < 2; round++) {
-			for (int i = 0; i < 5; i++) {
-				int h = dsm__home_cache_lookup(c, p + i * PAGE);
-
-				if (round == 0) {
-					ck_assert_int_eq(h, DSM_ENOENT);
-					e = dsm__home_cache_epoch(c);
-					h = dsm__arena_home(a, p + i * PAGE, 3);
-					ck_assert_int_eq(dsm__home_cache_insert(c, p + i * PAGE, h, e), 0);
-				}
-				ck_assert_int_eq(h, want[i]);
-			}
-		}
-		ck_assert_int_eq(dsm__arena_free(a, p), 0);
-		dsm__home_cache_forget(c, p, 5 * PAGE);
-		for (int i = 0; i < 5; i++)
-			ck_assert_int_eq(dsm__home_cache_lookup(c, p + i * PAGE), DSM_ENOENT);
-		dsm__arena_destroy(a);
-	}
-	dsm__home_cache_destroy(c);
-
-	/* Lock-free readers against a writer inserting and forgetting: a hit
-	 * always carries the right home. */
-	{
-		struct cache_reader cr[2];
-		pthread_t th[2];
-
-		ck_assert_int_eq(dsm__home_cache_create(256, PAGE, &c), 0);
-		for (int i = 0; i < 2; i++) {
-			cr[i] = (struct cache_reader){ .c = c, .stop_after = 300000 };
-			ck_assert_int_eq(pthread_create(&th[i], NULL, cache_reader, &cr[i]), 0);
-		}
-		for (int i = 0; i < 100000; i++) {
-			uint64_t pg = rng() % 512;
-
-			if (i % 8 == 7) {
-				dsm__home_cache_forget(c, PAGE_ADDR(pg), 3 * PAGE);
-			} else {
-				e = dsm__home_cache_epoch(c);
-				(void)dsm__home_cache_insert(c, PAGE_ADDR(pg), HOME_OF_PAGE(pg), e);
-			}
-		}
-		for (int i = 0; i < 2; i++) {
-			pthread_join(th[i], NULL);
-			ck_assert_int_eq(cr[i].wrong, 0);
-		}
-		printf("arena_home_cache: readers saw %ld + %ld hits, none wrong\n",
-		       cr[0].hits, cr[1].hits);
-		dsm__home_cache_destroy(c);
-	}
-}
-END_TEST
-
 /* ---- threads ------------------------------------------------------------ */
 
 enum { THREADS = 8, THREAD_OPS = 50000, THREAD_LIVE = 2000 };
@@ -1036,27 +873,8 @@ static void time_pairs(size_t size, const char *label)
 
 START_TEST(arena_timing)
 {
-	struct dsm__home_cache *c;
-	int64_t t0, t1;
-	uint64_t e;
-	volatile int sink = 0;
-
 	time_pairs(64, "64 B");
 	time_pairs(64 * KiB, "64 KiB");
-
-	ck_assert_int_eq(dsm__home_cache_create(65536, PAGE, &c), 0);
-	e = dsm__home_cache_epoch(c);
-	for (uint64_t pg = 0; pg < 32768; pg++)
-		dsm__home_cache_insert(c, PAGE_ADDR(pg), HOME_OF_PAGE(pg), e);
-	t0 = dsm__now_ns();
-	for (uint64_t i = 0; i < 1000000; i++)
-		sink += dsm__home_cache_lookup(c, PAGE_ADDR((i * 7919) % 32768));
-	t1 = dsm__now_ns();
-	printf("arena_timing: %6.1f ns per home cache lookup (hit, 32768 of 65536 entries)\n",
-	       (double)(t1 - t0) / 1000000);
-	fflush(stdout);
-	dsm__home_cache_destroy(c);
-	(void)sink;
 }
 END_TEST
 
@@ -1081,7 +899,6 @@ int main(void)
 	ADD_CASE(s, arena_zero_and_too_big, 1);
 	ADD_CASE(s, arena_bad_free, 1);
 	ADD_CASE(s, arena_homes, 1);
-	ADD_CASE(s, arena_home_cache, 1);
 	ADD_CASE(s, arena_threads, 1);
 	ADD_CASE(s, arena_timing, 1);
 	return dsm_test_run_suite(s);

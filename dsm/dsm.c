@@ -960,7 +960,7 @@ static size_t fetch_ahead(size_t idx, unsigned h)
 	return n;
 }
 
-#define HOME_AROUND 16 /* fresh home pages made present per home fault */
+#define HOME_AROUND 64 /* fresh home pages made present per home fault */
 
 /* First touch of home pages that have never been read elsewhere: zeros,
  * writable, writes untracked (no reader to tell; h_fetch starts tracking

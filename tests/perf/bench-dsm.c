@@ -184,13 +184,6 @@ static int cmp_i64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int cmp_dbl(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Nearest-rank percentile of v[n] (sorted here), in nanoseconds. */
 static int64_t pct(int64_t *v, size_t n, unsigned p)
 {
@@ -202,26 +195,13 @@ static int64_t pct(int64_t *v, size_t n, unsigned p)
 
 static double median(const double *v, int n)
 {
-	double t[MAXREP];
-
-	memcpy(t, v, sizeof(double) * (size_t)n);
-	qsort(t, (size_t)n, sizeof(double), cmp_dbl);
-	return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+	return bench_median(v, n);
 }
 
 static void emit(const char *metric, double value, const char *unit, double ref,
 		 const char *note)
 {
-	printf("{\"bench\":\"dsm\",\"metric\":\"%s\",\"value\":%.2f,\"unit\":\"%s\",\"ref\":%.2f,",
-	       metric, value, unit, ref);
-	if (ref > 0)
-		printf("\"ratio\":%.3f", value / ref);
-	else
-		printf("\"ratio\":null");
-	if (note)
-		printf(",\"note\":\"%s\"", note);
-	puts("}");
-	fflush(stdout);
+	bench_emit("dsm", metric, value, unit, ref, note);
 }
 
 /* xorshift64*: the random page order, reproducible from the seed. */

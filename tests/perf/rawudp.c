@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -326,4 +327,41 @@ int rawudp_stream(int fd, uint64_t bytes, int64_t max_ns, uint32_t msg_bytes,
 	res->sent = seq;
 	res->stalls = stalls;
 	return 0;
+}
+
+/* ---- output shared by the benchmarks ---------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+double bench_median(const double *v, int n)
+{
+	double *t = malloc(sizeof(double) * (size_t)n), m;
+
+	if (!t)
+		return v[0];
+	memcpy(t, v, sizeof(double) * (size_t)n);
+	qsort(t, (size_t)n, sizeof(double), cmp_double);
+	m = n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+	free(t);
+	return m;
+}
+
+void bench_emit(const char *bench, const char *metric, double value, const char *unit,
+		double ref, const char *note)
+{
+	printf("{\"bench\":\"%s\",\"metric\":\"%s\",\"value\":%.2f,\"unit\":\"%s\",\"ref\":%.2f,",
+	       bench, metric, value, unit, ref);
+	if (ref > 0)
+		printf("\"ratio\":%.3f", value / ref);
+	else
+		printf("\"ratio\":null");
+	if (note)
+		printf(",\"note\":\"%s\"", note);
+	puts("}");
+	fflush(stdout);
 }

@@ -94,4 +94,14 @@ struct rawudp_stream_res {
 int rawudp_stream(int fd, uint64_t bytes, int64_t max_ns, uint32_t msg_bytes,
 		  rawudp_wait_fn wait, void *arg, struct rawudp_stream_res *res, char *err);
 
+/* ---- output shared by the benchmarks ---------------------------------- */
+
+/* Median of v[0..n) (n >= 1; v is not changed). */
+double bench_median(const double *v, int n);
+
+/* One JSON line: {"bench":B,"metric":M,"value":V,"unit":U,"ref":R,
+ * "ratio":V/R (null when R <= 0)[,"note":N]}, flushed. */
+void bench_emit(const char *bench, const char *metric, double value, const char *unit,
+		double ref, const char *note);
+
 #endif /* DSM_TESTS_PERF_RAWUDP_H */

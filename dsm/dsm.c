@@ -126,6 +126,7 @@ struct lk {
 	struct lk *next;
 	uint32_t id;
 	bool held;
+	bool owner_died;    /* its holder died holding it: tell the next one */
 	unsigned holder;
 	struct lk_waiter *head, *tail;
 };
@@ -1368,8 +1369,8 @@ static struct lk *lk_find(uint32_t id, bool create)
 	return l;
 }
 
-/* Manager: node asks for lock id. 1: granted now; 0: queued (w is kept);
- * negative: error. */
+/* Manager: node asks for lock id. 1: granted now; 2: granted now, but the
+ * previous holder died holding it; 0: queued (w is kept); negative: error. */
 static int lk_request(uint32_t id, unsigned node, struct lk_waiter *w)
 {
 	struct lk *l;
@@ -1382,7 +1383,8 @@ static int lk_request(uint32_t id, unsigned node, struct lk_waiter *w)
 	} else if (!l->held) {
 		l->held = true;
 		l->holder = node;
-		r = 1;
+		r = l->owner_died ? 2 : 1;
+		l->owner_died = false;
 	} else {
 		w->next = NULL;
 		if (l->tail)
@@ -1473,6 +1475,8 @@ static void lk_peer_gone(unsigned node)
 			w = l->head;
 			if (!w) {
 				l->held = false;
+				l->owner_died = true;
+				DSM__WARN("node %u died holding lock %u", node, l->id);
 				continue;
 			}
 			l->head = w->next;
@@ -1517,10 +1521,10 @@ static int h_lock(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_lock_req *rq,
 	}
 	r = lk_request(rq->id, w->node, w);
 	if (r != 0) {
-		/* granted now (1), or failed: answer at once */
+		/* granted now (1, 2), or failed: answer at once */
 		struct dsm_rpc_lock_rep rep = { .waited = 0 };
 
-		dsm_rpc_lock_reply(w->tok, r < 0 ? r : 0, &rep);
+		dsm_rpc_lock_reply(w->tok, r < 0 ? r : r == 2 ? DSM_EOWNERDEAD : 0, &rep);
 		free(w);
 	}
 	return DSM__RPC_DEFERRED;
@@ -2285,6 +2289,8 @@ DSM_EXPORT int dsm_lock(uint32_t id)
 		if (r < 0)
 			return r;
 		waited = r == 0;
+		if (r == 2)
+			lw.granted = 2;
 		if (waited) {
 			pthread_mutex_lock(&D->sync_mu);
 			while (!lw.granted)

@@ -765,9 +765,12 @@ struct job {
 	int err;               /* rank 0 failed to allocate: everybody leaves */
 };
 
+static int my_rank = -1; /* kept: dsm_rank() is -1 after dsm_finalize */
+
 static int fail(const char *what, int e)
 {
-	fprintf(stderr, "matmul[%d]: %s: %s\n", dsm_rank(), what, dsm_strerror(e));
+	fprintf(stderr, "matmul[%d]: %s: %s\n", dsm_rank() >= 0 ? dsm_rank() : my_rank, what,
+		dsm_strerror(e));
 	return EXIT_FAIL;
 }
 
@@ -910,6 +913,7 @@ static int run_dsm(const struct opts *o)
 out:
 	if (prog.fd >= 0)
 		close(prog.fd);
+	my_rank = dsm_rank();
 	e = dsm_finalize();
 	if (e) {
 		fail("dsm_finalize", e);

@@ -56,6 +56,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "bootstrap.h"
@@ -1583,10 +1584,15 @@ static int h_barrier(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_barrier_msg 
 
 	if (m->round >= MAX_ROUNDS)
 		return DSM_EPROTO;
-	got = atomic_fetch_add(&D->bar_recv[m->round], 1);
-	if (got != m->epoch)
-		DSM__WARN("barrier: node %u sent epoch %" PRIu64 " round %u, expected epoch %" PRIu64,
-			  dsm__rpc_ctx_peer(ctx), m->epoch, m->round, got);
+	/* Highest epoch heard of in this round, not a count: a node whose
+	 * barrier failed (a peer died) skips its later rounds, and a count
+	 * would stay one short for good (a later barrier would then wait
+	 * forever). Only node rank - 2^round sends this round, in order. */
+	got = atomic_load(&D->bar_recv[m->round]);
+	while (got < m->epoch + 1 &&
+	       !atomic_compare_exchange_weak(&D->bar_recv[m->round], &got, m->epoch + 1))
+		;
+	(void)ctx;
 	sync_wake();
 	return 0;
 }
@@ -1863,7 +1869,7 @@ static void fatal_handler(void *addr, int err)
 {
 	if (user_fault_handler) {
 		user_fault_handler(addr, err);
-		return;
+		return; /* the pager says so and ends the process */
 	}
 	if (fault_peer >= 0)
 		fprintf(stderr, "libdsm[%u]: access to %p cannot be served: its home, node %d, "
@@ -1873,6 +1879,7 @@ static void fatal_handler(void *addr, int err)
 		fprintf(stderr, "libdsm[%u]: access to %p cannot be served (%s); exiting with "
 			"status %d\n", D ? D->rank : 0, addr, dsm_strerror(err), DSM_EXIT_FAULT);
 	fflush(stderr);
+	_exit(DSM_EXIT_FAULT);
 }
 
 DSM_EXPORT int dsm_set_fault_handler(dsm_fault_handler h)
@@ -2257,6 +2264,10 @@ DSM_EXPORT int dsm_barrier(void)
 	pthread_mutex_lock(&D->bar_mu);
 	e2 = barrier_rounds(false);
 	pthread_mutex_unlock(&D->bar_mu);
+	/* A node that died cannot have taken part (whatever messages made it
+	 * this far): the barrier failed, and says so every time. */
+	if (!e2 && any_dead())
+		e2 = DSM_EPEERDEAD;
 	if (!e)
 		e = e2;
 	if (!e2)

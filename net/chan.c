@@ -133,6 +133,7 @@ struct dsm__chan {
 	atomic_bool stop;
 	atomic_int sleeping;       /* the network thread is (about to be) blocked */
 	atomic_bool leaving;       /* dsm__chan_destroy said goodbye */
+	int64_t stop_ns;           /* when stop was set */
 	int kick_fd;               /* eventfd that wakes it */
 	pthread_mutex_t rx_lock;   /* held by whichever thread receives */
 	int64_t now;               /* time of the batch being processed */
@@ -1070,12 +1071,19 @@ static void *net_thread(void *arg)
 	int64_t spin_ns = (int64_t)c->cfg.spin_us * 1000, active = dsm__now_ns();
 	int64_t next_timer = 0;
 
-	while (!atomic_load_explicit(&c->stop, memory_order_acquire)) {
+	for (;;) {
 		int64_t now, deadline, xd;
 		struct pollfd pfd[2];
 		struct timespec ts;
 		int n, fd = -1;
 
+		/* Stopping: first let the transport send what it still holds
+		 * back (the fault shim delays and reorders; the goodbyes are
+		 * among them), for at most 100 ms. */
+		if (atomic_load_explicit(&c->stop, memory_order_acquire) &&
+		    (c->x->ops->next_deadline(c->x) == INT64_MAX ||
+		     dsm__now_ns() - c->stop_ns > 100000000LL))
+			break;
 		pthread_mutex_lock(&c->rx_lock);
 		n = c->x->ops->progress(c->x, on_rx, c, 64);
 		pthread_mutex_unlock(&c->rx_lock);
@@ -1300,6 +1308,7 @@ void dsm__chan_destroy(struct dsm__chan *c)
 		}
 	}
 	if (c->thread_started) {
+		c->stop_ns = dsm__now_ns();
 		atomic_store_explicit(&c->stop, true, memory_order_release);
 		kick(c);
 		pthread_join(c->thread, NULL);

@@ -169,9 +169,11 @@ static void on_peer_event(void *arg, unsigned peer, int event)
 {
 	struct dsm__net *n = arg;
 
-	dsm__rpc_on_peer_event(n->rpc, peer, event);
+	/* the layer above first: by the time a call to the peer fails with
+	 * DSM_EPEERDEAD, it must already know the peer is gone */
 	if (n->cbs.peer_event)
 		n->cbs.peer_event(n->cbs.arg, peer, event);
+	dsm__rpc_on_peer_event(n->rpc, peer, event);
 }
 
 int dsm__net_create(const struct dsm__net_cfg *cfg, const struct dsm__net_cbs *cbs,

@@ -46,8 +46,8 @@ int dsm__net_cfg_settings_from_env(struct dsm__net_cfg *cfg, const char *peers);
 void dsm__net_cfg_fini(struct dsm__net_cfg *cfg);
 
 struct dsm__net_cbs {
-	/* enum dsm__peer_event; network thread, after the RPC layer has
-	 * failed the calls to that peer. May be NULL. */
+	/* enum dsm__peer_event; network thread, before the RPC layer fails
+	 * the calls to that peer. May be NULL. */
 	void (*peer_event)(void *arg, unsigned peer, int event);
 	void *arg;
 };

@@ -1,8 +1,9 @@
 /*
- * Fuzz target for the codecs generated from net/net.rpc, driven through the
- * procedure table (the slots the RPC runtime uses). The first input byte
- * chooses a procedure and its req or rep codec:
- *     sel = byte % (2 * DSM_RPC_NET_NPROCS), proc = procs[sel / 2],
+ * Fuzz target for the codecs generated from net/net.rpc and dsm/dsm.rpc,
+ * driven through the procedure tables (the slots the RPC runtime uses): net's
+ * procedures, then dsm's. The first input byte chooses a procedure and its
+ * req or rep codec:
+ *     sel = byte % (2 * NPROCS), proc = procs[sel / 2],
  *     rep codec when sel is odd (for a one-way msg: the empty-body slots);
  * the rest of the input is the body to decode. The decoder must return 0
  * or DSM_EPROTO; when it accepts, the body must be canonical: size() equals
@@ -18,7 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsm_rpc.h"
 #include "net_rpc.h"
+
+#define NPROCS (DSM_RPC_NET_NPROCS + DSM_RPC_DSM_NPROCS)
+
+static const struct dsm__rpc_proc *proc(unsigned i)
+{
+	return i < DSM_RPC_NET_NPROCS ? dsm_rpc_net_procs[i]
+				      : dsm_rpc_dsm_procs[i - DSM_RPC_NET_NPROCS];
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	sel = data[0] % (2 * DSM_RPC_NET_NPROCS);
-	p = dsm_rpc_net_procs[sel / 2];
+	sel = data[0] % (2 * NPROCS);
+	p = proc(sel / 2);
 	rep = sel & 1;
 	body = data + 1;
 	len = size - 1;

@@ -215,7 +215,6 @@ struct dsm {
 	uint64_t bcast_seq;
 	_Atomic uint64_t *dead; /* bitmap: declared dead (or we were excluded) */
 	_Atomic uint64_t *left; /* bitmap: left cleanly (finalized) */
-	_Atomic unsigned ngone; /* nodes in either */
 
 	struct counters st;
 };
@@ -1830,13 +1829,9 @@ DSM_EXPORT int dsm_cas(int64_t *addr, int64_t expected, int64_t desired, int64_t
 
 /* ---- peers ---------------------------------------------------------------- */
 
-static void mark_gone(struct dsm *d, _Atomic uint64_t *set, unsigned r)
+static void mark_gone(_Atomic uint64_t *set, unsigned r)
 {
-	uint64_t bit = 1ull << (r % 64);
-
-	if (!((atomic_load(&d->dead[r / 64]) | atomic_load(&d->left[r / 64])) & bit))
-		atomic_fetch_add(&d->ngone, 1);
-	atomic_fetch_or(&set[r / 64], bit);
+	atomic_fetch_or(&set[r / 64], 1ull << (r % 64));
 }
 
 static void on_peer_event(void *arg, unsigned peer, int event)
@@ -1850,9 +1845,9 @@ static void on_peer_event(void *arg, unsigned peer, int event)
 		/* we were declared dead: every peer is gone for us */
 		for (r = 0; r < d->nodes; r++)
 			if (r != d->rank)
-				mark_gone(d, d->dead, r);
+				mark_gone(d->dead, r);
 	} else {
-		mark_gone(d, event == DSM__PEER_LEFT ? d->left : d->dead, peer);
+		mark_gone(event == DSM__PEER_LEFT ? d->left : d->dead, peer);
 		if (D == d)
 			lk_peer_gone(peer);
 	}

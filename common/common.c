@@ -31,6 +31,8 @@ static const char *const errtext[] = {
 	[-DSM_ENOENT] = "no such object",
 	[-DSM_EBUSY] = "resource busy",
 	[-DSM_EOWNERDEAD] = "lock granted, but its previous holder died holding it",
+	[-DSM_EPERM] = "operation not permitted to this caller",
+	[-DSM_EDEADLK] = "would wait forever (deadlock)",
 };
 
 DSM_EXPORT const char *dsm_strerror(int err)

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "dsm.h"
+#include "dsm_errors.h"
 
 #define DSM__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define DSM__MIN(a, b) ((a) < (b) ? (a) : (b))

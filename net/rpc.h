@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dsm.h"
+#include "dsm_errors.h"
 
 struct dsm__rpc;
 struct dsm__rpc_ctx;

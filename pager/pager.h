@@ -72,7 +72,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dsm.h"
+#include "dsm_errors.h"
 
 /* DSM_EXIT_FAULT (dsm.h, 86): exit status of a process ended because a
  * load or store could not be served (default fatal handler, or a handler

@@ -1,0 +1,186 @@
+/*
+ * Allocation: the public dsm_malloc / dsm_calloc / dsm_free, on top of the
+ * per-node arenas (dsm/arena.h). Allocation is local and needs no network:
+ * each node allocates from its own arena. A free goes to the arena's owner
+ * (a free RPC when another node allocated the memory); a page run given
+ * back is forgotten by every node (homes, copies, dirty state), so a later
+ * allocation can home its pages anywhere and finds them zeroed.
+ *
+ * Threads: application threads; the free handler runs on an RPC worker (it
+ * waits for the forgets); the forget handler runs inline.
+ */
+#include <stdio.h>
+
+#include "internal.h"
+
+static _Thread_local int last_error;
+
+static void forget_local(uintptr_t start, size_t npages)
+{
+	size_t first = page_idx((void *)start), i;
+
+	if (first >= D->npages)
+		return;
+	if (npages > D->npages - first)
+		npages = D->npages - first;
+	/* One call for the range: a page at a time, a large free kept the
+	 * network thread (this runs inline) busy for most of a second. The
+	 * program freed the memory: nobody may touch it meanwhile. */
+	dsm__pager_drop(D->pg, (void *)start, npages * D->ps);
+	for (i = 0; i < npages; i++) {
+		struct page_meta *m = &D->meta[first + i];
+
+		if (!atomic_load_explicit(&m->flags, memory_order_relaxed) && !m->twin &&
+		    !atomic_load_explicit(&m->home1, memory_order_relaxed) && !m->readers)
+			continue;
+		pthread_mutex_lock(stripe_of(first + i));
+		if (m->twin) {
+			dsm__twin_put(m->twin);
+			m->twin = NULL;
+		}
+		atomic_fetch_and(&m->flags, F_INLIST);
+		atomic_store(&m->home1, 0);
+		m->readers = 0;
+		pthread_mutex_unlock(stripe_of(first + i));
+	}
+}
+
+int dsm__h_forget(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_forget_req *rq,
+		  struct dsm_rpc_forget_rep *rp)
+{
+	(void)ctx;
+	(void)rp;
+	if (!in_region((void *)(uintptr_t)rq->start))
+		return DSM_EPROTO;
+	forget_local(rq->start, rq->npages);
+	return 0;
+}
+
+/* Free at the owner (this node). */
+static int free_owned(void *p)
+{
+	struct dsm__arena_extent x, y;
+	struct waitgroup wg;
+	unsigned r;
+	int e;
+
+	e = dsm__arena_extent(D->arena, p, &x);
+	if (e)
+		return DSM_EINVAL;
+	e = dsm__arena_free(D->arena, p);
+	if (e)
+		return e;
+	STAT_INC(frees);
+	if (x.small && dsm__arena_extent(D->arena, (void *)x.start, &y) == 0 &&
+	    y.start == x.start && y.small)
+		return 0; /* the slab lives on: its pages keep their home */
+	/* The pages went back to the arena: every node forgets them, so that
+	 * a later allocation can home them anywhere and finds them zeroed. */
+	forget_local(x.start, x.npages);
+	dsm__wg_init(&wg);
+	for (r = 0; r < D->nodes; r++) {
+		struct dsm_rpc_forget_req rq = { .start = x.start, .npages = x.npages };
+
+		if (r == D->rank || dsm__peer_gone(r))
+			continue;
+		dsm__wg_add(&wg);
+		e = dsm_rpc_forget_async(D->rpc, r, &rq, dsm__wg_done_cb, &wg);
+		if (e < 0)
+			dsm__wg_done(&wg, e);
+	}
+	e = dsm__wg_wait(&wg);
+	return e == DSM_EPEERDEAD ? 0 : e;
+}
+
+int dsm__h_free(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_free_req *rq,
+		struct dsm_rpc_free_rep *rp)
+{
+	(void)ctx;
+	rp->status = free_owned((void *)(uintptr_t)rq->addr);
+	return 0;
+}
+
+
+DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where)
+{
+	void *p = NULL;
+	int e;
+
+	if (!D) {
+		last_error = DSM_ECLOSED;
+		return NULL;
+	}
+	if ((unsigned)where > DSM_PLACE_BLOCKED) {
+		last_error = DSM_EINVAL;
+		return NULL;
+	}
+	e = dsm__arena_alloc(D->arena, size, (int)where, &p);
+	last_error = e;
+	if (e)
+		return NULL;
+	STAT_INC(allocs);
+	return p;
+}
+
+DSM_EXPORT void *dsm_malloc(size_t size)
+{
+	return dsm_malloc_placed(size, DSM_PLACE_LOCAL);
+}
+
+DSM_EXPORT void *dsm_calloc(size_t n, size_t size)
+{
+	struct dsm__arena_extent x;
+	void *p;
+
+	if (size && n > SIZE_MAX / size) {
+		last_error = DSM_ENOMEM;
+		return NULL;
+	}
+	p = dsm_malloc(n * size);
+	if (!p)
+		return NULL;
+	/* Pages of a page run come back from the arena untouched by anyone
+	 * (a free makes every node forget them), so they read as zeros; an
+	 * object in a slab may reuse freed bytes. */
+	if (dsm__arena_extent(D->arena, p, &x) || x.small)
+		memset(p, 0, n * size);
+	return p;
+}
+
+DSM_EXPORT void dsm_free(void *p)
+{
+	int owner, e;
+
+	if (!p) {
+		last_error = 0;
+		return;
+	}
+	if (!D) {
+		last_error = DSM_ECLOSED;
+		return;
+	}
+	owner = in_region(p) ? dsm__arena_owner(&D->region, p) : -1;
+	if (owner < 0) {
+		e = DSM_EINVAL;
+	} else if ((unsigned)owner == D->rank) {
+		e = free_owned(p);
+	} else {
+		struct dsm_rpc_free_req rq = { .addr = (uintptr_t)p };
+		struct dsm_rpc_free_rep rp;
+
+		e = dsm_rpc_free(D->rpc, (unsigned)owner, &rq, &rp, -1);
+		if (!e)
+			e = rp.status;
+	}
+	last_error = e;
+	if (e)
+		fprintf(stderr, "libdsm[%u]: dsm_free(%p): %s\n", D->rank, p,
+			e == DSM_EINVAL ? "not the start of a live allocation (double free, "
+			"foreign or interior pointer); nothing freed" : dsm_strerror(e));
+}
+
+
+DSM_EXPORT int dsm_last_error(void)
+{
+	return last_error;
+}

@@ -1,0 +1,229 @@
+/*
+ * Faults: what happens when the program touches a page of the shared region
+ * this node may not access yet. The pager (pager/pager.h) calls these
+ * callbacks on its service threads:
+ *  - read fault: a page homed here is made present (dsm__home_fresh, or
+ *    dsm__home_present); a page homed elsewhere is fetched from its home and
+ *    installed read-only, with the pages after it when this node reads in
+ *    order (fetch-ahead, up to DSM_FETCH_AHEAD pages per request);
+ *  - write fault: a page homed here becomes writable and dirty; a copy
+ *    becomes writable after a twin is kept (twin.c); a page not present is
+ *    fetched first.
+ * A fault that cannot be served (its home is dead) ends in the fatal
+ * handler (dsm_set_fault_handler), the one place the library ends a
+ * process.
+ *
+ * Threads: pager service threads; each page's state changes under its
+ * stripe; no lock is held while fetching.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define FETCH_AHEAD_MAX 256 /* largest DSM_FETCH_AHEAD (the fetch call's limit) */
+
+static struct {
+	unsigned max;             /* DSM_FETCH_AHEAD: most pages per fetch */
+	_Atomic size_t next_seq;  /* the page a sequential reader touches next */
+	_Atomic unsigned window;  /* pages fetched at the last fault */
+} FA;
+
+static _Thread_local int fault_peer = -1;
+static dsm_fault_handler user_fault_handler;
+
+int dsm__fault_init(void)
+{
+	long fa;
+	int e = dsm__env_long("DSM_FETCH_AHEAD", 32, 1, FETCH_AHEAD_MAX, &fa);
+
+	if (e)
+		return e;
+	FA.max = (unsigned)fa;
+	atomic_store(&FA.next_seq, 0);
+	atomic_store(&FA.window, 0);
+	return 0;
+}
+
+void dsm__fault_peer_set(int peer)
+{
+	fault_peer = peer;
+}
+
+/* Fetch count pages from idx at home h and install the first with access,
+ * the others (fetch-ahead) read-only. */
+static int fetch_install(size_t idx, unsigned h, size_t count, int access)
+{
+	struct dsm__rpc_reply keep = { 0 };
+	int tries = 0;
+
+	for (;;) {
+		uint64_t epoch = dsm__acq_epoch();
+		struct dsm_rpc_fetch_req rq = { .page = (uintptr_t)page_addr(idx), .count = (uint32_t)count };
+		struct dsm_rpc_fetch_rep rp;
+		bool again = false;
+		size_t i;
+		int e;
+
+		e = dsm_rpc_fetch(D->rpc, h, &rq, &rp, &keep, -1);
+		if (e) {
+			fault_peer = (int)h;
+			return e;
+		}
+		if (rp.data.len != count * D->ps) {
+			dsm__rpc_reply_release(&keep);
+			return DSM_EPROTO;
+		}
+		STAT_ADD(pages_fetched, count);
+		DSM__DEBUG("fetched %zu page(s) from %p (home %u)%s", count, page_addr(idx), h,
+			   access == DSM__PAGER_RW ? " to write" : "");
+		if (count > 1)
+			STAT_ADD(prefetched, count - 1);
+		for (i = 0; i < count; i++) {
+			struct page_meta *m = &D->meta[idx + i];
+			int a = i ? DSM__PAGER_READ : access;
+
+			pthread_mutex_lock(stripe_of(idx + i));
+			e = dsm__cached_enter(idx + i, atomic_load(&m->flags), epoch);
+			if (e == 1) {
+				/* an acquire ran and marked it stale meanwhile */
+				pthread_mutex_unlock(stripe_of(idx + i));
+				if (i == 0)
+					again = true;
+				break;
+			}
+			if (!e && dsm__pager_access(D->pg, page_addr(idx + i)) == DSM__PAGER_NONE) {
+				/* writable: twin and dirty list first (see
+				 * dsm__twin_start) */
+				if (a == DSM__PAGER_RW)
+					e = dsm__twin_start(idx, rp.data.ptr);
+				if (!e) {
+					e = dsm__pager_install(D->pg, page_addr(idx + i),
+							       rp.data.ptr + i * D->ps, a);
+					if (e && a == DSM__PAGER_RW)
+						dsm__twin_cancel(idx);
+				}
+				if (e)
+					atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
+			}
+			pthread_mutex_unlock(stripe_of(idx + i));
+			if (e) {
+				dsm__rpc_reply_release(&keep);
+				return e;
+			}
+		}
+		dsm__rpc_reply_release(&keep);
+		if (!again)
+			return 0;
+		if (++tries % 64 == 0)
+			DSM__DEBUG("fetch of page %p repeated %d times (acquires)", page_addr(idx), tries);
+	}
+}
+
+/* How many pages to fetch from idx (homed at h): more than one when this
+ * node reads pages in order. */
+static size_t fetch_ahead(size_t idx, unsigned h)
+{
+	size_t expect = atomic_load_explicit(&FA.next_seq, memory_order_relaxed);
+	unsigned w = atomic_load_explicit(&FA.window, memory_order_relaxed);
+	size_t n = 1;
+
+	if (idx == expect && expect)
+		w = w * 2 < FA.max ? (w ? w * 2 : 2) : FA.max;
+	else
+		w = 1;
+	while (n < w && idx + n < D->npages) {
+		struct page_meta *m = &D->meta[idx + n];
+
+		if (atomic_load_explicit(&m->home1, memory_order_relaxed) != h + 1 ||
+		    (atomic_load_explicit(&m->flags, memory_order_relaxed) & F_CACHED))
+			break;
+		n++;
+	}
+	atomic_store_explicit(&FA.window, w, memory_order_relaxed);
+	atomic_store_explicit(&FA.next_seq, idx + n, memory_order_relaxed);
+	return n;
+}
+
+int dsm__cb_read_fault(void *arg, void *page)
+{
+	size_t idx = page_idx(page);
+	int h, e;
+
+	(void)arg;
+	STAT_INC(read_faults);
+	h = dsm__page_home(idx);
+	if (h < 0)
+		return h;
+	if ((unsigned)h == D->rank) {
+		e = dsm__home_fresh(idx);
+		if (e != DSM_EAGAIN)
+			return e;
+		pthread_mutex_lock(stripe_of(idx));
+		e = dsm__home_present(idx, DSM__PAGER_READ);
+		pthread_mutex_unlock(stripe_of(idx));
+		return e == DSM_EBUSY ? 0 : e;
+	}
+	return fetch_install(idx, (unsigned)h, fetch_ahead(idx, (unsigned)h), DSM__PAGER_READ);
+}
+
+int dsm__cb_write_fault(void *arg, void *page, bool present)
+{
+	size_t idx = page_idx(page);
+	int h, e = 0;
+
+	(void)arg;
+	STAT_INC(write_faults);
+	h = dsm__page_home(idx);
+	if (h < 0)
+		return h;
+	if ((unsigned)h == D->rank) {
+		if (!present) {
+			e = dsm__home_fresh(idx);
+			if (e != DSM_EAGAIN)
+				return e;
+		}
+		pthread_mutex_lock(stripe_of(idx));
+		e = dsm__home_writable(idx);
+		pthread_mutex_unlock(stripe_of(idx));
+		return e;
+	}
+	if (!present)
+		return fetch_install(idx, (unsigned)h, 1, DSM__PAGER_RW);
+	pthread_mutex_lock(stripe_of(idx));
+	if (dsm__pager_access(D->pg, page) == DSM__PAGER_READ) {
+		e = dsm__twin_start(idx, page);
+		if (!e) {
+			e = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_RW);
+			if (e)
+				dsm__twin_cancel(idx);
+		}
+	}
+	/* not READ any more (dropped meanwhile): the store faults again */
+	pthread_mutex_unlock(stripe_of(idx));
+	return e;
+}
+
+void dsm__fatal_handler(void *addr, int err)
+{
+	if (user_fault_handler) {
+		user_fault_handler(addr, err);
+		return; /* the pager says so and ends the process */
+	}
+	if (fault_peer >= 0)
+		fprintf(stderr, "libdsm[%u]: access to %p cannot be served: its home, node %d, "
+			"is unreachable (%s); exiting with status %d\n",
+			D ? D->rank : 0, addr, fault_peer, dsm_strerror(err), DSM_EXIT_FAULT);
+	else
+		fprintf(stderr, "libdsm[%u]: access to %p cannot be served (%s); exiting with "
+			"status %d\n", D ? D->rank : 0, addr, dsm_strerror(err), DSM_EXIT_FAULT);
+	fflush(stderr);
+	_exit(DSM_EXIT_FAULT);
+}
+
+DSM_EXPORT int dsm_set_fault_handler(dsm_fault_handler h)
+{
+	user_fault_handler = h;
+	return 0;
+}

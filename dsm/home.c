@@ -1,0 +1,269 @@
+/*
+ * Homes, and what a home does for the others.
+ *  - Every page has a home, from its allocation's placement (dsm/arena.h).
+ *    A node asks the arena's owner once (home_of, answered with the whole
+ *    extent) and keeps each page's home in its metadata (home1), so the
+ *    lookup on the fault path is one atomic load.
+ *  - The home keeps the master copy. Its own pages are made present on its
+ *    first touch (zeros, writable, writes untracked while no other node
+ *    reads them: dsm__home_fresh); once another node fetched a page the
+ *    home write-protects it, so its own later writes are recorded at its
+ *    next release like anyone's.
+ *  - The home side of the protocol: it answers fetches (recording the
+ *    reader: news.c) and applies the diffs of other nodes' releases,
+ *    answering once every other reader heard of the write.
+ *
+ * Threads: dsm__home_of from fault callbacks and application threads; the
+ * handlers inline on the thread receiving (they never wait). State changes
+ * of a page happen under its stripe.
+ */
+#include <inttypes.h>
+
+#include "diff.h"
+#include "internal.h"
+
+#define HOME_AROUND 64 /* fresh home pages made present per home fault */
+
+static void set_homes(uintptr_t start, size_t npages, int place, unsigned owner, bool small)
+{
+	size_t first = page_idx((void *)start), i;
+
+	for (i = 0; i < npages && first + i < D->npages; i++) {
+		int h = small ? (int)owner : dsm__home_of(place, owner, D->nodes, npages, i);
+
+		if (h >= 0)
+			atomic_store_explicit(&D->meta[first + i].home1, (uint32_t)h + 1,
+					      memory_order_release);
+	}
+}
+
+/* Home of page idx, asking the arena's owner the first time. */
+int dsm__page_home(size_t idx)
+{
+	uint32_t h1 = atomic_load_explicit(&D->meta[idx].home1, memory_order_acquire);
+	void *addr = page_addr(idx);
+	int owner, e;
+
+	if (h1)
+		return (int)h1 - 1;
+	owner = dsm__arena_owner(&D->region, addr);
+	if (owner < 0)
+		return DSM_EINVAL;
+	if ((unsigned)owner == D->rank) {
+		struct dsm__arena_extent x;
+
+		e = dsm__arena_extent(D->arena, addr, &x);
+		if (e)
+			return e;
+		set_homes(x.start, x.npages, x.place, x.owner, x.small);
+	} else {
+		struct dsm_rpc_home_of_req rq = { .addr = (uintptr_t)addr };
+		struct dsm_rpc_home_of_rep rp;
+
+		e = dsm_rpc_home_of(D->rpc, (unsigned)owner, &rq, &rp, -1);
+		if (e) {
+			dsm__fault_peer_set(owner);
+			return e;
+		}
+		if (rp.status)
+			return rp.status < 0 && rp.status > DSM_ERRNO_MIN ? rp.status : DSM_EPROTO;
+		if (rp.owner != (unsigned)owner || rp.start < D->base ||
+		    rp.npages > D->npages || rp.place > DSM__PLACE_BLOCKED)
+			return DSM_EPROTO;
+		set_homes(rp.start, rp.npages, rp.place, rp.owner, rp.small);
+		DSM__DEBUG("homes of %#" PRIx64 " + %" PRIu64 " pages (placement %u) from node %d",
+			   rp.start, rp.npages, rp.place, owner);
+	}
+	h1 = atomic_load_explicit(&D->meta[idx].home1, memory_order_acquire);
+	return h1 ? (int)h1 - 1 : DSM_EPROTO;
+}
+
+int dsm__h_home_of(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_home_of_req *rq,
+		   struct dsm_rpc_home_of_rep *rp)
+{
+	struct dsm__arena_extent x;
+	int e;
+
+	(void)ctx;
+	memset(rp, 0, sizeof(*rp));
+	e = dsm__arena_extent(D->arena, (void *)(uintptr_t)rq->addr, &x);
+	if (e) {
+		rp->status = e;
+		return 0;
+	}
+	rp->start = x.start;
+	rp->npages = x.npages;
+	rp->place = (uint32_t)x.place;
+	rp->owner = (uint32_t)x.owner;
+	rp->small = (uint32_t)x.small;
+	return 0;
+}
+
+/* Make home page idx present (under its stripe). */
+int dsm__home_present(size_t idx, int access)
+{
+	int a = dsm__pager_access(D->pg, page_addr(idx));
+
+	if (a < 0)
+		return a;
+	if (a == DSM__PAGER_NONE)
+		return dsm__pager_install(D->pg, page_addr(idx), NULL, access);
+	return 0;
+}
+
+/* Make home page idx writable and dirty (under its stripe): its own writes
+ * from now on are recorded at the next release. On the dirty list BEFORE
+ * it is writable: a release that takes the list while another thread
+ * already writes the page must find it there. */
+int dsm__home_writable(size_t idx)
+{
+	struct page_meta *m = &D->meta[idx];
+	int a = dsm__pager_access(D->pg, page_addr(idx)), e = 0;
+
+	if (a < 0)
+		return a;
+	if (!(atomic_fetch_or(&m->flags, F_DIRTY) & F_DIRTY)) {
+		e = dsm__dirty_push(idx);
+		if (e) {
+			atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
+			return e;
+		}
+	}
+	if (a == DSM__PAGER_NONE)
+		e = dsm__pager_install(D->pg, page_addr(idx), NULL, DSM__PAGER_RW);
+	else if (a == DSM__PAGER_READ)
+		e = dsm__pager_protect(D->pg, page_addr(idx), D->ps, DSM__PAGER_RW);
+	/* on failure it stays on the list, dirty: the release re-protects it */
+	return e;
+}
+
+int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
+		 struct dsm_rpc_fetch_rep *rp)
+{
+	unsigned peer = dsm__rpc_ctx_peer(ctx);
+	void *p = (void *)(uintptr_t)rq->page;
+	size_t idx, i;
+	int e = 0;
+
+	if (!in_region(p) || ((uintptr_t)p & (D->ps - 1)) || rq->count < 1 || rq->count > 256)
+		return DSM_EPROTO;
+	idx = page_idx(p);
+	if (idx + rq->count > D->npages || rq->count * D->ps > 1048576)
+		return DSM_EPROTO;
+	for (i = 0; i < rq->count && !e; i++) {
+		struct page_meta *m = &D->meta[idx + i];
+
+		pthread_mutex_lock(stripe_of(idx + i));
+		e = dsm__home_present(idx + i, DSM__PAGER_READ);
+		/* A home page without readers is left writable, its writes
+		 * untracked; from now on they must be tracked. (If it is on
+		 * the dirty list, the next release protects it.) */
+		if (!e && !(atomic_load(&m->flags) & F_DIRTY) &&
+		    dsm__pager_access(D->pg, page_addr(idx + i)) == DSM__PAGER_RW)
+			e = dsm__pager_protect(D->pg, page_addr(idx + i), D->ps, DSM__PAGER_READ);
+		dsm__reader_add(idx + i, peer);
+		pthread_mutex_unlock(stripe_of(idx + i));
+	}
+	if (e)
+		return e;
+	STAT_ADD(pages_served, rq->count);
+	/* encoded straight from the pages after this returns */
+	rp->data.ptr = p;
+	rp->data.len = (uint32_t)(rq->count * D->ps);
+	return 0;
+}
+
+/* First touch of home pages that have never been read elsewhere: zeros,
+ * writable, writes untracked (no reader to tell; h_fetch starts tracking
+ * when one comes). The faulting page and up to HOME_AROUND - 1 following
+ * pages of the same home that are not present either: a fault costs tens
+ * of microseconds here, an install a few. 0 when page idx is served,
+ * DSM_EAGAIN when it needs the general path. */
+int dsm__home_fresh(size_t idx)
+{
+	size_t j;
+	int e = DSM_EAGAIN;
+
+	for (j = 0; j < HOME_AROUND && idx + j < D->npages; j++) {
+		struct page_meta *m = &D->meta[idx + j];
+		int e2 = DSM_EAGAIN;
+
+		if (j && atomic_load_explicit(&m->home1, memory_order_relaxed) != D->rank + 1)
+			break;
+		pthread_mutex_lock(stripe_of(idx + j));
+		if (!m->readers &&
+		    dsm__pager_access(D->pg, page_addr(idx + j)) == DSM__PAGER_NONE)
+			e2 = dsm__pager_install(D->pg, page_addr(idx + j), NULL, DSM__PAGER_RW);
+		pthread_mutex_unlock(stripe_of(idx + j));
+		if (!j)
+			e = e2 == DSM_EBUSY ? 0 : e2;
+		else if (e2)
+			break;
+	}
+	return e;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The diffs of another node's release (dsm.rpc, diffs): apply each to the
+ * master copy, register the write, answer once its other readers know. */
+int dsm__h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
+		 struct dsm_rpc_diffs_rep *rp)
+{
+	unsigned peer = dsm__rpc_ctx_peer(ctx);
+	const uint8_t *p = rq->data.ptr, *end = p + rq->data.len;
+	struct news nw = NEWS_INIT;
+	int e = 0, r;
+
+	(void)rp;
+	while (p < end && !e) {
+		uint64_t addr;
+		uint32_t len;
+		size_t idx;
+
+		if (end - p < 12) {
+			e = DSM_EPROTO;
+			break;
+		}
+		addr = get_u64(p);
+		len = get_u32(p + 8);
+		p += 12;
+		if ((size_t)(end - p) < len || !in_region((void *)(uintptr_t)addr) ||
+		    (addr & (D->ps - 1))) {
+			e = DSM_EPROTO;
+			break;
+		}
+		idx = page_idx((void *)(uintptr_t)addr);
+		pthread_mutex_lock(stripe_of(idx));
+		e = dsm__home_writable(idx);
+		if (!e)
+			e = dsm__diff_apply(page_addr(idx), D->ps, p, len);
+		if (!e)
+			e = dsm__register_write(idx, peer, &nw);
+		pthread_mutex_unlock(stripe_of(idx));
+		STAT_INC(diffs_applied);
+		p += len;
+	}
+	if (e)
+		DSM__WARN("diffs from node %u: %s", peer, dsm_strerror(e));
+	else
+		DSM__DEBUG("applied %u byte(s) of diffs from node %u, news for %zu page(s)",
+			   rq->data.len, peer, nw.total);
+	r = e ? e : dsm__reply_after_news(ctx, &nw, REPLY_DIFFS, 0);
+	dsm__news_free(&nw);
+	return r;
+}
+

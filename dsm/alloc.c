@@ -3,12 +3,14 @@
  * per-node arenas (dsm/arena.h). Allocation is local and needs no network:
  * each node allocates from its own arena. A free goes to the arena's owner
  * (a free RPC when another node allocated the memory); a page run given
- * back is forgotten by every node (homes, copies, dirty state), so a later
- * allocation can home its pages anywhere and finds them zeroed.
+ * back is forgotten by every node (homes, copies, dirty state) before the
+ * arena may hand it out again, so a later allocation can home its pages
+ * anywhere and finds them zeroed.
  *
  * Threads: application threads; the free handler runs on an RPC worker (it
  * waits for the forgets); the forget handler runs inline.
  */
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "internal.h"
@@ -56,30 +58,20 @@ int dsm__h_forget(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_forget_req *rq,
 	return 0;
 }
 
-/* Free at the owner (this node). */
-static int free_owned(void *p)
+/* The retired pages x (dsm__arena_free) are forgotten by every node, this
+ * one first; then the arena may hand them out again, to be homed anywhere
+ * and read as zeros. A node that died or left reads no page again. If some
+ * node could not be told, the pages stay retired (never handed out stale). */
+static int forget_everywhere(const struct dsm__arena_extent *x)
 {
-	struct dsm__arena_extent x, y;
 	struct waitgroup wg;
 	unsigned r;
 	int e;
 
-	e = dsm__arena_extent(D->arena, p, &x);
-	if (e)
-		return DSM_EINVAL;
-	e = dsm__arena_free(D->arena, p);
-	if (e)
-		return e;
-	STAT_INC(frees);
-	if (x.small && dsm__arena_extent(D->arena, (void *)x.start, &y) == 0 &&
-	    y.start == x.start && y.small)
-		return 0; /* the slab lives on: its pages keep their home */
-	/* The pages went back to the arena: every node forgets them, so that
-	 * a later allocation can home them anywhere and finds them zeroed. */
-	forget_local(x.start, x.npages);
+	forget_local(x->start, x->npages);
 	dsm__wg_init(&wg);
 	for (r = 0; r < D->nodes; r++) {
-		struct dsm_rpc_forget_req rq = { .start = x.start, .npages = x.npages };
+		struct dsm_rpc_forget_req rq = { .start = x->start, .npages = x->npages };
 
 		if (r == D->rank || dsm__peer_gone(r))
 			continue;
@@ -89,7 +81,24 @@ static int free_owned(void *p)
 			dsm__wg_done(&wg, e);
 	}
 	e = dsm__wg_wait(&wg);
-	return e == DSM_EPEERDEAD ? 0 : e;
+	if (e && e != DSM_EPEERDEAD) {
+		DSM__WARN("pages %#" PRIxPTR " + %zu stay out of use: not every node could "
+			  "forget them (%s)", x->start, x->npages, dsm_strerror(e));
+		return e;
+	}
+	return dsm__arena_reclaim(D->arena, x->start);
+}
+
+/* Free at the owner (this node). */
+static int free_owned(void *p)
+{
+	struct dsm__arena_extent x;
+	int e = dsm__arena_free(D->arena, p, &x);
+
+	if (e)
+		return e;
+	STAT_INC(frees);
+	return x.npages ? forget_everywhere(&x) : 0;
 }
 
 int dsm__h_free(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_free_req *rq,
@@ -100,9 +109,9 @@ int dsm__h_free(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_free_req *rq,
 	return 0;
 }
 
-
 DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where)
 {
+	struct dsm__arena_extent x;
 	void *p = NULL;
 	int e;
 
@@ -115,6 +124,11 @@ DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where)
 		return NULL;
 	}
 	e = dsm__arena_alloc(D->arena, size, (int)where, &p);
+	/* full: give back the kept empty slabs, one at a time (a round trip
+	 * each: every node forgets their pages first) */
+	while (e == DSM_ENOMEM && dsm__arena_retire_empty(D->arena, &x) &&
+	       !forget_everywhere(&x))
+		e = dsm__arena_alloc(D->arena, size, (int)where, &p);
 	last_error = e;
 	if (e)
 		return NULL;

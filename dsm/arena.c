@@ -46,6 +46,7 @@ enum span_state {
 	SPAN_FREE = 0,
 	SPAN_RUN = 1,
 	SPAN_SLAB = 2,
+	SPAN_RETIRED = 3, /* freed; not allocatable until dsm__arena_reclaim */
 };
 
 struct slab;
@@ -376,7 +377,21 @@ static struct span *run_take(struct dsm__arena *a, size_t npages)
 	return s;
 }
 
-/* Return a live span's pages to the free extents, merged with free
+/* A live span leaves the live set: its pages wait (in the live treap,
+ * SPAN_RETIRED) until the caller says every node forgot them. */
+static void run_retire(struct dsm__arena *a, struct span *s, struct dsm__arena_extent *out)
+{
+	s->state = SPAN_RETIRED;
+	s->slab = NULL;
+	a->st.retired_pages += s->npages;
+	out->start = a->base + (s->start << a->page_shift);
+	out->npages = s->npages;
+	out->place = s->place;
+	out->owner = a->node;
+	out->small = 0;
+}
+
+/* Return a retired span's pages to the free extents, merged with free
  * neighbours. */
 static void run_release(struct dsm__arena *a, struct span *s)
 {
@@ -428,40 +443,17 @@ static void partial_remove(struct dsm__arena *a, struct slab *sl)
 	sl->prev = sl->next = NULL;
 }
 
-/* Give an empty slab's pages back. */
-static void slab_release(struct dsm__arena *a, struct slab *sl)
+/* Retire an empty slab's pages (see run_retire). */
+static void slab_retire(struct dsm__arena *a, struct slab *sl, struct dsm__arena_extent *out)
 {
 	if (a->empty[sl->cls] == sl)
 		a->empty[sl->cls] = NULL;
 	partial_remove(a, sl);
 	a->st.slabs--;
 	a->st.small_pages -= sl->span->npages;
-	run_release(a, sl->span);
+	sl->span->place = DSM__PLACE_LOCAL;
+	run_retire(a, sl->span, out);
 	free(sl);
-}
-
-/* Release the kept empty slabs; true if there was one. */
-static bool reclaim_empty(struct dsm__arena *a)
-{
-	bool any = false;
-
-	for (size_t c = 0; c < NCLASSES; c++) {
-		if (a->empty[c]) {
-			slab_release(a, a->empty[c]);
-			any = true;
-		}
-	}
-	return any;
-}
-
-/* run_take, retried once after releasing the kept empty slabs. */
-static struct span *run_take_reclaim(struct dsm__arena *a, size_t npages)
-{
-	struct span *s = run_take(a, npages);
-
-	if (!s && reclaim_empty(a))
-		s = run_take(a, npages);
-	return s;
 }
 
 static struct slab *slab_create(struct dsm__arena *a, uint32_t cls)
@@ -473,7 +465,7 @@ static struct slab *slab_create(struct dsm__arena *a, uint32_t cls)
 
 	if (!sl)
 		return NULL;
-	s = run_take_reclaim(a, a->slab_pages[cls]);
+	s = run_take(a, a->slab_pages[cls]);
 	if (!s) {
 		free(sl);
 		return NULL;
@@ -524,7 +516,8 @@ static void *small_alloc(struct dsm__arena *a, size_t size)
 			(uintptr_t)slot * sl->size);
 }
 
-static void small_free(struct dsm__arena *a, struct slab *sl, uint32_t slot)
+static void small_free(struct dsm__arena *a, struct slab *sl, uint32_t slot,
+		       struct dsm__arena_extent *retired)
 {
 	uint32_t w = slot / 64;
 
@@ -538,7 +531,7 @@ static void small_free(struct dsm__arena *a, struct slab *sl, uint32_t slot)
 		if (!a->empty[sl->cls])
 			a->empty[sl->cls] = sl;
 		else
-			slab_release(a, sl);
+			slab_retire(a, sl, retired);
 	}
 }
 
@@ -631,7 +624,7 @@ static int resolve(const struct dsm__arena *a, const void *ptr,
 		return DSM_EINVAL;
 	off = p - a->base;
 	s = live_find(a, off >> a->page_shift);
-	if (!s)
+	if (!s || s->state == SPAN_RETIRED)
 		return DSM_EINVAL;
 	inner = off - (s->start << a->page_shift);
 	if (s->state == SPAN_RUN) {
@@ -669,7 +662,7 @@ int dsm__arena_alloc(struct dsm__arena *a, size_t size, int place, void **out)
 		p = small_alloc(a, size);
 	} else if (size <= (a->npages << a->page_shift)) {
 		npages = (size + ((size_t)1 << a->page_shift) - 1) >> a->page_shift;
-		s = run_take_reclaim(a, npages);
+		s = run_take(a, npages);
 		if (s) {
 			s->place = (uint8_t)place;
 			a->st.large_pages += npages;
@@ -689,12 +682,13 @@ int dsm__arena_alloc(struct dsm__arena *a, size_t size, int place, void **out)
 	return err;
 }
 
-int dsm__arena_free(struct dsm__arena *a, void *ptr)
+int dsm__arena_free(struct dsm__arena *a, void *ptr, struct dsm__arena_extent *retired)
 {
 	struct span *s;
 	uint32_t slot = 0;
 	int err;
 
+	memset(retired, 0, sizeof(*retired));
 	pthread_mutex_lock(&a->lock);
 	err = resolve(a, ptr, &s, &slot);
 	if (err) {
@@ -707,14 +701,48 @@ int dsm__arena_free(struct dsm__arena *a, void *ptr)
 	if (s->state == SPAN_RUN) {
 		a->st.large_pages -= s->npages;
 		a->st.bytes_in_use -= s->npages << a->page_shift;
-		run_release(a, s);
+		run_retire(a, s, retired);
 	} else {
-		small_free(a, s->slab, slot);
+		small_free(a, s->slab, slot, retired);
 	}
 	a->st.allocs_live--;
 	a->st.frees++;
 	pthread_mutex_unlock(&a->lock);
 	return 0;
+}
+
+int dsm__arena_retire_empty(struct dsm__arena *a, struct dsm__arena_extent *retired)
+{
+	int r = 0;
+
+	memset(retired, 0, sizeof(*retired));
+	pthread_mutex_lock(&a->lock);
+	for (size_t c = 0; c < NCLASSES && !r; c++)
+		if (a->empty[c]) {
+			slab_retire(a, a->empty[c], retired);
+			r = 1;
+		}
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+int dsm__arena_reclaim(struct dsm__arena *a, uintptr_t start)
+{
+	struct span *s;
+	int r = DSM_EINVAL;
+
+	pthread_mutex_lock(&a->lock);
+	if (start >= a->base && start - a->base < (a->npages << a->page_shift)) {
+		s = live_find(a, (start - a->base) >> a->page_shift);
+		if (s && s->state == SPAN_RETIRED &&
+		    a->base + (s->start << a->page_shift) == start) {
+			a->st.retired_pages -= s->npages;
+			run_release(a, s);
+			r = 0;
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+	return r;
 }
 
 ssize_t dsm__arena_size_of(struct dsm__arena *a, const void *ptr)
@@ -742,7 +770,8 @@ static int extent_locked(struct dsm__arena *a, const void *addr,
 	if (p < a->base || p - a->base >= (a->npages << a->page_shift))
 		return DSM_EINVAL;
 	s = live_find(a, (p - a->base) >> a->page_shift);
-	if (!s || (s->state == SPAN_SLAB && s->slab->nfree == s->slab->nslots))
+	if (!s || s->state == SPAN_RETIRED ||
+	    (s->state == SPAN_SLAB && s->slab->nfree == s->slab->nslots))
 		return DSM_ENOENT;
 	out->start = a->base + (s->start << a->page_shift);
 	out->npages = s->npages;
@@ -843,6 +872,9 @@ static int check_locked(struct dsm__arena *a)
 			      "free neighbours at page %zu", s->start);
 			nfree++;
 			c.free_pages += s->npages;
+		} else if (s->state == SPAN_RETIRED) {
+			nlive++;
+			c.retired_pages += s->npages;
 		} else if (s->state == SPAN_RUN) {
 			CHECK(s->place <= DSM__PLACE_BLOCKED, "placement");
 			nlive++;
@@ -923,7 +955,8 @@ static int check_locked(struct dsm__arena *a)
 	      c.large_pages == a->st.large_pages &&
 	      c.small_pages == a->st.small_pages && c.slabs == a->st.slabs &&
 	      c.bytes_in_use == a->st.bytes_in_use &&
-	      c.allocs_live == a->st.allocs_live, "counters");
+	      c.allocs_live == a->st.allocs_live &&
+	      c.retired_pages == a->st.retired_pages, "counters");
 	return 0;
 }
 

@@ -1,6 +1,6 @@
 /*
- * Arenas and homes: who may allocate which address, where each page of an
- * allocation is homed, and the cache other nodes keep of those homes.
+ * Arenas and homes: who may allocate which address, and where each page of
+ * an allocation is homed.
  * Pure data structures: no network, no page faults, and the allocator
  * never reads or writes the shared region (it only hands out addresses).
  *
@@ -34,8 +34,9 @@
  * at most 4 words with 4 KiB pages), free O(log n), size_of/home O(log n).
  * Bookkeeping memory: span records come from a pool grown in chunks; a slab
  * costs one malloc of its header and bitmap when it is created. An emptied
- * slab is returned to the free extents, except one per size class that is
- * kept for reuse (released too when a page run would not fit otherwise).
+ * slab is retired (its pages go back to the free extents once every node
+ * forgot them: dsm__arena_free), except one per size class that is kept
+ * for reuse (retired too on request: dsm__arena_retire_empty).
  *
  * Homes. Each page run records its placement; page i of a run of P pages
  * allocated by node `owner` among N nodes is homed at dsm__home_of():
@@ -49,8 +50,9 @@
  * least one live object.
  *
  * Non-owner nodes learn the extent holding a page from its owner
- * (dsm__arena_extent, sent over the network by dsm/dsm.c) and compute the
- * homes of all its pages with dsm__home_of; dsm/dsm.c keeps them per page.
+ * (dsm__arena_extent, sent over the network by dsm/home.c) and compute the
+ * homes of all its pages with dsm__home_of; dsm/home.c keeps them in each
+ * page's metadata.
  *
  * Threads. Every dsm__arena_* call on one arena may come from any thread:
  * each arena has one mutex, held for the whole call (allocation is not the
@@ -123,6 +125,7 @@ struct dsm__arena_stats {
 	uint64_t small_pages;    /* pages held by size-class slabs */
 	uint64_t large_pages;    /* pages of live page runs */
 	uint64_t free_pages;     /* pages in free extents */
+	uint64_t retired_pages;  /* freed, waiting for dsm__arena_reclaim */
 	uint64_t free_extents;   /* number of free extents */
 	uint64_t largest_free;   /* pages in the largest free extent */
 	uint64_t slabs;          /* slabs, including kept empty ones */
@@ -159,8 +162,23 @@ int dsm__arena_alloc(struct dsm__arena *a, size_t size, int place, void **out);
 
 /* Free the allocation starting at ptr. 0, or DSM_EINVAL, with nothing
  * changed, for a pointer this arena never returned, one into the middle of
- * an allocation, or one already freed. Takes the arena lock. */
-int dsm__arena_free(struct dsm__arena *a, void *ptr);
+ * an allocation, or one already freed. Takes the arena lock.
+ * Pages that leave the live set (a page run; a slab's pages when the slab
+ * is released) are not free yet: they are RETIRED, described in *retired
+ * (npages 0 when none), and no allocation gets them until
+ * dsm__arena_reclaim(a, retired->start). Meanwhile the caller makes every
+ * node forget them (their homes, copies, dirty state): only then may they
+ * be handed out again, with another placement and zeroed. */
+int dsm__arena_free(struct dsm__arena *a, void *ptr, struct dsm__arena_extent *retired);
+
+/* The retired extent starting at start becomes free. 0, or DSM_EINVAL if
+ * start is not the first page of a retired extent. Takes the arena lock. */
+int dsm__arena_reclaim(struct dsm__arena *a, uintptr_t start);
+
+/* Retire one kept empty slab (see dsm__arena_free), so its pages can be
+ * reclaimed for a page run: 1 and *retired, or 0 when there is none. For
+ * an allocation that failed with DSM_ENOMEM. Takes the arena lock. */
+int dsm__arena_retire_empty(struct dsm__arena *a, struct dsm__arena_extent *retired);
 
 /* Usable size of the live allocation starting at ptr (the class size, or
  * the page run's bytes), or DSM_EINVAL as for dsm__arena_free. */

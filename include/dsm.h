@@ -63,7 +63,9 @@ enum dsm_placement {
 
 /* Allocate size bytes of shared memory, 16-byte aligned (page aligned from
  * one page up), contents unspecified. Not collective: any node, any thread,
- * any time, no network round trip. The pointer is valid on every node; hand
+ * any time, no network round trip (except when this node's arena is full:
+ * memory kept for small objects is then given back first, which every
+ * node must hear of). The pointer is valid on every node; hand
  * it over with dsm_bcast or through shared memory. NULL on failure, with
  * the reason in dsm_last_error(): DSM_EINVAL (size 0, bad placement),
  * DSM_ENOMEM (larger than this node's arena, DSM_HEAP_SIZE / N),
@@ -73,7 +75,9 @@ DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where);
 /* Like dsm_malloc, zero-filled; NULL also when n * size overflows. */
 DSM_EXPORT void *dsm_calloc(size_t n, size_t size);
 /* Free memory from any node's dsm_malloc (a round trip when another node
- * allocated it). NULL does nothing. A pointer that is not the start of a
+ * allocated it; when whole pages go back, every node hears of it before
+ * they can be allocated again, so it returns after a round trip to every
+ * node). NULL does nothing. A pointer that is not the start of a
  * live allocation (double free, foreign or interior pointer) changes
  * nothing: it is reported on stderr and in dsm_last_error() (DSM_EINVAL). */
 DSM_EXPORT void dsm_free(void *p);

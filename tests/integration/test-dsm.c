@@ -25,6 +25,9 @@
  *   fetchadd      dsm_fetch_add / dsm_cas from all nodes and threads: exact
  *                 totals, every old value returned exactly once
  *   bcast         pointers and buffers broadcast from every root in turn
+ *   freestress    threads of every node allocate (malloc, calloc), check,
+ *                 fill and free each other's objects for TEST_DSM_SECONDS:
+ *                 contents intact, calloc'd memory zero
  *   finalize      ranks > 0 write into rank 0's pages and call dsm_finalize
  *                 right away; rank 0 barriers (the finalize barrier of the
  *                 others), checks the data, then finalizes. Must be last.
@@ -37,7 +40,8 @@
  * Environment: TEST_DSM_K (lock and atomic iterations per node or thread,
  * default 200), TEST_DSM_ALLOCS (allocations per node, default 2000),
  * TEST_DSM_ROUNDS (multiwriter / transitivity rounds, default 10),
- * TEST_DSM_BIG_MB (default 256), TEST_DSM_VERBOSE=1 (dsm_stats() of each
+ * TEST_DSM_BIG_MB (default 256), TEST_DSM_SECONDS (freestress, default 3),
+ * TEST_DSM_VERBOSE=1 (dsm_stats() of each
  * node at the end; 2: also a line per phase of a scenario).
  */
 #include <errno.h>
@@ -270,6 +274,7 @@ enum {
 	LK_TRANS = 200,
 	LK_ALLOC = 300,
 	LK_THREADS = 400,
+	LK_FREE = 500,
 };
 
 /* ---- 1. visibility ---------------------------------------------------------- */
@@ -1276,7 +1281,168 @@ static void scenario_bcast(void)
 	free(big);
 }
 
-/* ---- 10. finalize ------------------------------------------------------------- */
+/* ---- 10. freestress ----------------------------------------------------------- */
+
+/* THREADS threads on every node, for TEST_DSM_SECONDS (default 3): pick a
+ * slot of a shared table at random and take its lock; an object there is
+ * checked (the pattern its last writer filled it with) and rewritten, and
+ * after a few such visits (from any nodes) freed, wherever it was
+ * allocated; an empty slot gets a new object: dsm_calloc (must read as
+ * zeros) or dsm_malloc_placed (LOCAL, INTERLEAVE or BLOCKED), slab sizes
+ * and page runs, filled with a fresh pattern. So runs and slabs are freed
+ * by their owner and by remote nodes while other threads allocate. Every
+ * other thread churns: dsm_calloc, check for zeros, fill, dsm_free, as fast
+ * as it can. A run handed out again before every node forgot it shows up
+ * as stale contents or a non-zero calloc. */
+#define FS_SLOTS 64
+
+struct fs_slot {
+	void *p;
+	uint64_t size, seed;
+	int64_t writer, visits;
+};
+
+struct fs_arg {
+	pthread_t tid;
+	int t;
+	struct fs_slot *tab;
+	double end;
+	long allocs, frees;
+};
+
+static size_t fs_size(uint64_t r)
+{
+	switch (r % 4) {
+	case 0: return 16 + (r >> 8) % 2033;                 /* a slab slot */
+	case 1: return 1 + (r >> 8) % 200;
+	case 2: return pg * (1 + (r >> 8) % 8);              /* whole pages */
+	default: return pg * (1 + (r >> 8) % 8) - (r >> 16) % 100;
+	}
+}
+
+/* The other half of the threads: allocate, check, fill and free page runs
+ * and slab objects of this node at a high rate, so freed memory is handed
+ * out again at once. */
+static void fs_churn(struct fs_arg *a)
+{
+	uint64_t rnd = mix3(23, me, a->t);
+
+	while (now_s() < a->end) {
+		size_t size = (rnd = mix(rnd)) & 1 ? pg * (1 + (rnd >> 8) % 2) : 16 + (rnd >> 8) % 2000;
+		uint8_t *o = dsm_calloc(1, size);
+
+		REQUIRE(o, "dsm_calloc(%zu): %s", size, dsm_strerror(dsm_last_error()));
+		for (size_t j = 0; j < size; j++)
+			if (o[j]) {
+				bad("dsm_calloc'd byte (churn)", j, o + j, 0, o[j], me);
+				break;
+			}
+		memset(o, 0xA5, size);
+		dsm_free(o);
+		REQUIRE(dsm_last_error() == 0, "dsm_free(%p): %s", (void *)o,
+			dsm_strerror(dsm_last_error()));
+		a->allocs++;
+		a->frees++;
+	}
+}
+
+static void *fs_body(void *p)
+{
+	struct fs_arg *a = p;
+	uint64_t rnd = mix3(20, me, a->t);
+
+	if (a->t % 2) {
+		fs_churn(a);
+		return NULL;
+	}
+	while (now_s() < a->end) {
+		struct fs_slot *sl;
+		unsigned s;
+
+		rnd = mix(rnd);
+		s = (unsigned)(rnd % FS_SLOTS);
+		sl = &a->tab[s];
+		CK(dsm_lock(LK_FREE + s));
+		if (sl->p && sl->visits < 2 + (int64_t)(rnd >> 60)) {
+			/* visited by several nodes before its free: each checks
+			 * and rewrites it */
+			check_bytes("object contents", sl->p, sl->size, sl->seed, (int)sl->writer);
+			sl->seed = mix3(22, rnd, me);
+			sl->writer = me;
+			fill_bytes(sl->p, sl->size, sl->seed);
+			sl->visits++;
+		} else if (sl->p) {
+			check_bytes("object contents before its free", sl->p, sl->size, sl->seed,
+				    (int)sl->writer);
+			dsm_free(sl->p);
+			REQUIRE(dsm_last_error() == 0, "dsm_free(%p) of node %d's object: %s",
+				sl->p, (int)sl->writer, dsm_strerror(dsm_last_error()));
+			sl->p = NULL;
+			a->frees++;
+		} else {
+			uint64_t r = mix(rnd + 1);
+			size_t size = fs_size(r);
+			bool zero = (r >> 40) & 1;
+			enum dsm_placement where = (enum dsm_placement)((r >> 41) % 3);
+			uint8_t *o = zero ? dsm_calloc(1, size) : dsm_malloc_placed(size, where);
+
+			REQUIRE(o, "%s(%zu): %s", zero ? "dsm_calloc" : "dsm_malloc_placed", size,
+				dsm_strerror(dsm_last_error()));
+			if (zero)
+				for (size_t j = 0; j < size; j++)
+					if (o[j])
+						bad("dsm_calloc'd byte", j, o + j, 0, o[j], me);
+			sl->seed = mix3(21, rnd, me);
+			sl->size = size;
+			sl->writer = me;
+			sl->visits = 0;
+			fill_bytes(o, size, sl->seed);
+			sl->p = o;
+			a->allocs++;
+		}
+		CK(dsm_unlock(LK_FREE + s));
+	}
+	return NULL;
+}
+
+static void scenario_freestress(void)
+{
+	double secs = (double)env_long("TEST_DSM_SECONDS", 3, 1, 3600);
+	struct fs_slot *tab = shared_alloc(FS_SLOTS * sizeof(*tab), DSM_PLACE_LOCAL, 0, true);
+	struct fs_arg args[THREADS];
+	long allocs = 0, frees = 0;
+
+	for (int t = 0; t < THREADS; t++)
+		args[t] = (struct fs_arg){ .t = t, .tab = tab, .end = now_s() + secs };
+	for (int t = 0; t < THREADS; t++) {
+		int r = pthread_create(&args[t].tid, NULL, fs_body, &args[t]);
+		REQUIRE(r == 0, "pthread_create: %s", strerror(r));
+	}
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(args[t].tid, NULL);
+	for (int t = 0; t < THREADS; t++) {
+		allocs += args[t].allocs;
+		frees += args[t].frees;
+	}
+	check_done("objects allocated and freed by every node");
+	phase("freestress");
+	if (verbose >= 2)
+		printf("node %d: %ld allocations, %ld frees\n", me, allocs, frees);
+	barrier();
+	if (me == 0)
+		for (unsigned s = 0; s < FS_SLOTS; s++)
+			if (tab[s].p) {
+				check_bytes("object left at the end", tab[s].p, tab[s].size,
+					    tab[s].seed, (int)tab[s].writer);
+				dsm_free(tab[s].p);
+				REQUIRE(dsm_last_error() == 0, "dsm_free of a leftover: %s",
+					dsm_strerror(dsm_last_error()));
+			}
+	check_done("objects left at the end");
+	REQUIRE(allocs > 0, "no allocation in %.0f s", secs);
+}
+
+/* ---- 11. finalize ------------------------------------------------------------- */
 
 static void print_stats(void);
 
@@ -1358,6 +1524,7 @@ static const struct {
 	{ "threads", scenario_threads },
 	{ "fetchadd", scenario_fetchadd },
 	{ "bcast", scenario_bcast },
+	{ "freestress", scenario_freestress },
 	{ "finalize", NULL },   /* ends the program: must come last */
 };
 #define N_SCENARIOS (int)(sizeof scenarios / sizeof scenarios[0])

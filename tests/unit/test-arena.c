@@ -74,6 +74,31 @@ static void *xalloc(struct dsm__arena *a, size_t size, int place)
 	return p;
 }
 
+/* Free, and (as if every node forgot them at once) reclaim the pages that
+ * were retired. */
+static int afree(struct dsm__arena *a, void *p)
+{
+	struct dsm__arena_extent x;
+	int e = dsm__arena_free(a, p, &x);
+
+	if (!e && x.npages)
+		ck_assert_int_eq(dsm__arena_reclaim(a, x.start), 0);
+	else if (e)
+		ck_assert_uint_eq(x.npages, 0);
+	return e;
+}
+
+/* Retire and reclaim every kept empty slab. */
+static void reclaim_kept(struct dsm__arena *a)
+{
+	struct dsm__arena_extent x;
+
+	while (dsm__arena_retire_empty(a, &x)) {
+		ck_assert_uint_gt(x.npages, 0);
+		ck_assert_int_eq(dsm__arena_reclaim(a, x.start), 0);
+	}
+}
+
 static struct dsm__arena_stats stats(struct dsm__arena *a)
 {
 	struct dsm__arena_stats st;
@@ -190,10 +215,13 @@ START_TEST(arena_sizes)
 	ck_assert_uint_eq(stats(a).allocs_live, DSM__ARRAY_SIZE(t));
 	require_disjoint(b, DSM__ARRAY_SIZE(t));
 	for (size_t i = 0; i < DSM__ARRAY_SIZE(t); i++)
-		ck_assert_int_eq(dsm__arena_free(a, (void *)b[i].p), 0);
+		ck_assert_int_eq(afree(a, (void *)b[i].p), 0);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
 
-	/* The whole arena, once everything is free (kept slabs are reclaimed). */
+	/* The whole arena, once everything is free and the kept slabs are
+	 * given back. */
+	ck_assert_int_eq(dsm__arena_alloc(a, r.arena_size, DSM__PLACE_LOCAL, &q), DSM_ENOMEM);
+	reclaim_kept(a);
 	p = xalloc(a, r.arena_size, DSM__PLACE_LOCAL);
 	ck_assert_uint_eq((uintptr_t)p, lo);
 	ck_assert_int_eq(dsm__arena_size_of(a, p), (ssize_t)r.arena_size);
@@ -201,7 +229,7 @@ START_TEST(arena_sizes)
 	ck_assert_uint_eq(stats(a).small_pages, 0);
 	ck_assert_int_eq(dsm__arena_alloc(a, 1, DSM__PLACE_LOCAL, &q), DSM_ENOMEM);
 	ck_assert_ptr_null(q);
-	ck_assert_int_eq(dsm__arena_free(a, p), 0);
+	ck_assert_int_eq(afree(a, p), 0);
 	p = xalloc(a, 1, DSM__PLACE_LOCAL);
 	ck_assert_uint_eq((uintptr_t)p, lo);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
@@ -244,7 +272,7 @@ START_TEST(arena_alignment)
 	require_disjoint(b, n);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
 	for (size_t i = 0; i < n; i++)
-		REQUIRE(dsm__arena_free(a, (void *)b[i].p) == 0, "free %zu", i);
+		REQUIRE(afree(a, (void *)b[i].p) == 0, "free %zu", i);
 	ck_assert_uint_eq(stats(a).allocs_live, 0);
 	ck_assert_uint_eq(stats(a).bytes_in_use, 0);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
@@ -347,7 +375,7 @@ START_TEST(arena_random_no_overlap)
 
 			REQUIRE(dsm__arena_size_of(a, (void *)live[i].p) == (ssize_t)live[i].len,
 				"size_of changed");
-			REQUIRE(dsm__arena_free(a, (void *)live[i].p) == 0, "free");
+			REQUIRE(afree(a, (void *)live[i].p) == 0, "free");
 			shadow_mark(live[i].p, live[i].len, 0);
 			bytes -= live[i].len;
 			live[i] = live[--n];
@@ -367,7 +395,7 @@ START_TEST(arena_random_no_overlap)
 	while (n) {
 		size_t i = rng_r(&s) % n;
 
-		REQUIRE(dsm__arena_free(a, (void *)live[i].p) == 0, "free");
+		REQUIRE(afree(a, (void *)live[i].p) == 0, "free");
 		live[i] = live[--n];
 	}
 	ck_assert_int_eq(dsm__arena_check(a), 0);
@@ -375,12 +403,82 @@ START_TEST(arena_random_no_overlap)
 	ck_assert_uint_eq(st.allocs_live, 0);
 	ck_assert_uint_eq(st.bytes_in_use, 0);
 	ck_assert_uint_eq(st.large_pages, 0);
-	/* Only kept empty slabs may remain; a whole-arena request reclaims them. */
+	/* Only kept empty slabs may remain; given back, the whole arena fits. */
+	reclaim_kept(a);
 	p = xalloc(a, r.arena_size, DSM__PLACE_LOCAL);
 	ck_assert_uint_eq((uintptr_t)p, shadow_base);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
 	free(shadow);
 	free(live);
+	dsm__arena_destroy(a);
+}
+END_TEST
+
+/* ---- retired pages -------------------------------------------------------- */
+
+/* Freed pages are not handed out again until the caller reclaims them (every
+ * node forgot them): a page run, an emptied slab beyond the one kept per
+ * class, and kept slabs given back on request. */
+START_TEST(arena_retire)
+{
+	struct dsm__arena_region r;
+	struct dsm__arena *a = make_arena(&r, 64 * PAGE, 1, 0);
+	struct dsm__arena_extent x, y;
+	void *p, *q, *s1[64], *s2[64];
+	size_t per;
+
+	p = xalloc(a, 3 * PAGE, DSM__PLACE_INTERLEAVE);
+	ck_assert_int_eq(dsm__arena_free(a, p, &x), 0);
+	ck_assert_uint_eq(x.start, (uintptr_t)p);
+	ck_assert_uint_eq(x.npages, 3);
+	ck_assert_int_eq(x.place, DSM__PLACE_INTERLEAVE);
+	ck_assert_uint_eq(stats(a).retired_pages, 3);
+	/* not live, not free: no double free, no lookup, no reuse */
+	ck_assert_int_eq(dsm__arena_free(a, p, &y), DSM_EINVAL);
+	ck_assert_uint_eq(y.npages, 0);
+	ck_assert_int_eq(dsm__arena_extent(a, p, &y), DSM_ENOENT);
+	ck_assert_int_eq(dsm__arena_size_of(a, p), DSM_EINVAL);
+	q = xalloc(a, 3 * PAGE, DSM__PLACE_LOCAL);
+	ck_assert_ptr_ne(q, p);
+	ck_assert_int_eq(dsm__arena_check(a), 0);
+	/* only the first page of a retired extent reclaims it, once */
+	ck_assert_int_eq(dsm__arena_reclaim(a, x.start + PAGE), DSM_EINVAL);
+	ck_assert_int_eq(dsm__arena_reclaim(a, (uintptr_t)q), DSM_EINVAL);
+	ck_assert_int_eq(dsm__arena_reclaim(a, x.start), 0);
+	ck_assert_int_eq(dsm__arena_reclaim(a, x.start), DSM_EINVAL);
+	ck_assert_uint_eq(stats(a).retired_pages, 0);
+	ck_assert_ptr_eq(xalloc(a, 3 * PAGE, DSM__PLACE_LOCAL), p);
+	ck_assert_int_eq(dsm__arena_check(a), 0);
+
+	/* Two slabs of one class emptied: the first is kept (nothing
+	 * retired), the second retired. */
+	per = PAGE / 2048;
+	for (size_t i = 0; i < per; i++) {
+		s1[i] = xalloc(a, 2048, DSM__PLACE_LOCAL);
+		s2[i] = NULL;
+	}
+	for (size_t i = 0; i < per; i++)
+		s2[i] = xalloc(a, 2048, DSM__PLACE_LOCAL);
+	for (size_t i = 0; i < per; i++) {
+		ck_assert_int_eq(dsm__arena_free(a, s1[i], &x), 0);
+		ck_assert_uint_eq(x.npages, 0);
+	}
+	for (size_t i = 0; i < per; i++) {
+		ck_assert_int_eq(dsm__arena_free(a, s2[i], &x), 0);
+		ck_assert_uint_eq(x.npages, i + 1 == per ? 1 : 0);
+	}
+	ck_assert_uint_eq(x.start, ((uintptr_t)s2[0]) & ~(uintptr_t)(PAGE - 1));
+	ck_assert_int_eq(x.place, DSM__PLACE_LOCAL);
+	ck_assert_int_eq(dsm__arena_check(a), 0);
+	ck_assert_int_eq(dsm__arena_reclaim(a, x.start), 0);
+	/* the kept one, on request */
+	ck_assert_int_eq(dsm__arena_retire_empty(a, &y), 1);
+	ck_assert_uint_eq(y.npages, 1);
+	ck_assert_uint_eq(y.start, ((uintptr_t)s1[0]) & ~(uintptr_t)(PAGE - 1));
+	ck_assert_int_eq(dsm__arena_retire_empty(a, &y), 0);
+	ck_assert_int_eq(dsm__arena_reclaim(a, ((uintptr_t)s1[0]) & ~(uintptr_t)(PAGE - 1)), 0);
+	ck_assert_uint_eq(stats(a).slabs, 0);
+	ck_assert_int_eq(dsm__arena_check(a), 0);
 	dsm__arena_destroy(a);
 }
 END_TEST
@@ -394,22 +492,22 @@ START_TEST(arena_free_reuse)
 	void *p, *q, *x;
 
 	p = xalloc(a, 100, DSM__PLACE_LOCAL);
-	ck_assert_int_eq(dsm__arena_free(a, p), 0);
+	ck_assert_int_eq(afree(a, p), 0);
 	ck_assert_int_eq(dsm__arena_size_of(a, p), DSM_EINVAL);
 	q = xalloc(a, 100, DSM__PLACE_LOCAL);
 	ck_assert_ptr_eq(p, q);
 
 	p = xalloc(a, 64 * KiB, DSM__PLACE_LOCAL);
 	x = xalloc(a, PAGE, DSM__PLACE_LOCAL); /* a neighbour, so p leaves a hole */
-	ck_assert_int_eq(dsm__arena_free(a, p), 0);
+	ck_assert_int_eq(afree(a, p), 0);
 	q = xalloc(a, 64 * KiB, DSM__PLACE_INTERLEAVE);
 	ck_assert_ptr_eq(p, q);
-	ck_assert_int_eq(dsm__arena_free(a, q), 0);
+	ck_assert_int_eq(afree(a, q), 0);
 	/* Best fit: a smaller request goes into the hole, at its start. */
 	q = xalloc(a, 32 * KiB, DSM__PLACE_LOCAL);
 	ck_assert_ptr_eq(p, q);
-	ck_assert_int_eq(dsm__arena_free(a, q), 0);
-	ck_assert_int_eq(dsm__arena_free(a, x), 0);
+	ck_assert_int_eq(afree(a, q), 0);
+	ck_assert_int_eq(afree(a, x), 0);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
 	ck_assert_uint_eq(stats(a).large_pages, 0);
 	dsm__arena_destroy(a);
@@ -449,7 +547,7 @@ START_TEST(arena_coalesce)
 
 	/* Free every other run: that many separate holes. */
 	for (size_t i = 0; i < n; i += 2)
-		ck_assert_int_eq(dsm__arena_free(a, (void *)b[i].p), 0);
+		ck_assert_int_eq(afree(a, (void *)b[i].p), 0);
 	ck_assert_uint_eq(stats(a).free_extents, (n + 1) / 2);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
 	/* Free the rest in random order. */
@@ -459,7 +557,7 @@ START_TEST(arena_coalesce)
 	for (size_t left = n; left; left--) {
 		size_t i = rng() % left;
 
-		ck_assert_int_eq(dsm__arena_free(a, (void *)b[i].p), 0);
+		ck_assert_int_eq(afree(a, (void *)b[i].p), 0);
 		b[i] = b[left - 1];
 		if (left % 500 == 0)
 			ck_assert_int_eq(dsm__arena_check(a), 0);
@@ -507,7 +605,7 @@ START_TEST(arena_zero_and_too_big)
 	ck_assert_uint_eq(stats(a).failed, 10);
 	ck_assert_uint_eq(stats(a).allocs_live, 2);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
-	ck_assert_int_eq(dsm__arena_free(a, q), 0);
+	ck_assert_int_eq(afree(a, q), 0);
 	p = xalloc(a, 1, DSM__PLACE_LOCAL);
 	ck_assert_ptr_eq(p, q);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
@@ -541,7 +639,7 @@ START_TEST(arena_bad_free)
 	ck_assert_uint_eq((uintptr_t)s48 - slab48 < 85 * 48, 1);
 	dsm__arena_get_stats(a, &before);
 	for (size_t i = 0; i < DSM__ARRAY_SIZE(bad); i++) {
-		ck_assert_msg(dsm__arena_free(a, (void *)bad[i]) == DSM_EINVAL, "bad[%zu] = %p",
+		ck_assert_msg(afree(a, (void *)bad[i]) == DSM_EINVAL, "bad[%zu] = %p",
 			      i, bad[i]);
 		ck_assert_msg(dsm__arena_size_of(a, bad[i]) == DSM_EINVAL, "bad[%zu]", i);
 	}
@@ -552,12 +650,12 @@ START_TEST(arena_bad_free)
 	ck_assert_int_eq(dsm__arena_check(a), 0);
 
 	/* Double frees: small, page run, and a slot whose slab is now empty. */
-	ck_assert_int_eq(dsm__arena_free(a, s64), 0);
-	ck_assert_int_eq(dsm__arena_free(a, s64), DSM_EINVAL);
-	ck_assert_int_eq(dsm__arena_free(a, big), 0);
-	ck_assert_int_eq(dsm__arena_free(a, big), DSM_EINVAL);
-	ck_assert_int_eq(dsm__arena_free(a, lone), 0);
-	ck_assert_int_eq(dsm__arena_free(a, lone), DSM_EINVAL);
+	ck_assert_int_eq(afree(a, s64), 0);
+	ck_assert_int_eq(afree(a, s64), DSM_EINVAL);
+	ck_assert_int_eq(afree(a, big), 0);
+	ck_assert_int_eq(afree(a, big), DSM_EINVAL);
+	ck_assert_int_eq(afree(a, lone), 0);
+	ck_assert_int_eq(afree(a, lone), DSM_EINVAL);
 	ck_assert_int_eq(dsm__arena_home(a, big, 4), DSM_ENOENT);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
 	ck_assert_uint_eq(stats(a).allocs_live, 1);
@@ -572,7 +670,7 @@ START_TEST(arena_bad_free)
 	}
 	require_disjoint(b, n);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_int_eq(dsm__arena_free(a, (void *)b[i].p), 0);
+		ck_assert_int_eq(afree(a, (void *)b[i].p), 0);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
 	ck_assert_uint_eq(stats(a).allocs_live, 0);
 	dsm__arena_destroy(a);
@@ -632,7 +730,7 @@ static void require_homes(struct dsm__arena *a, int owner, int nodes, int place,
 	}
 	/* Nothing was allocated after it. */
 	ck_assert_int_eq(dsm__arena_home(a, p + pages * PAGE, nodes), DSM_ENOENT);
-	ck_assert_int_eq(dsm__arena_free(a, p), 0);
+	ck_assert_int_eq(afree(a, p), 0);
 	for (size_t i = 0; i < pages; i++)
 		ck_assert_int_eq(dsm__arena_home(a, p + i * PAGE, nodes), DSM_ENOENT);
 	ck_assert_int_eq(dsm__arena_extent(a, p, &e), DSM_ENOENT);
@@ -659,15 +757,15 @@ START_TEST(arena_homes)
 			 * placements become one page, homed by their rule. */
 			s = xalloc(a, 100, DSM__PLACE_LOCAL);
 			ck_assert_int_eq(dsm__arena_home(a, s, nodes), owner);
-			ck_assert_int_eq(dsm__arena_free(a, s), 0);
+			ck_assert_int_eq(afree(a, s), 0);
 			s = xalloc(a, 100, DSM__PLACE_INTERLEAVE);
 			ck_assert_int_eq(dsm__arena_size_of(a, s), (ssize_t)PAGE);
 			ck_assert_int_eq(dsm__arena_home(a, s, nodes), owner);
-			ck_assert_int_eq(dsm__arena_free(a, s), 0);
+			ck_assert_int_eq(afree(a, s), 0);
 			s = xalloc(a, 100, DSM__PLACE_BLOCKED);
 			ck_assert_int_eq(dsm__arena_size_of(a, s), (ssize_t)PAGE);
 			ck_assert_int_eq(dsm__arena_home(a, s, nodes), 0);
-			ck_assert_int_eq(dsm__arena_free(a, s), 0);
+			ck_assert_int_eq(afree(a, s), 0);
 			ck_assert_int_eq(dsm__arena_check(a), 0);
 			dsm__arena_destroy(a);
 		}
@@ -723,7 +821,7 @@ START_TEST(arena_homes)
 		ck_assert_int_eq(e.place, DSM__PLACE_LOCAL);
 		ck_assert_uint_eq(e.npages, 1);
 		ck_assert_uint_eq(e.start, (uintptr_t)p & ~(PAGE - 1));
-		ck_assert_int_eq(dsm__arena_free(a, p), 0);
+		ck_assert_int_eq(afree(a, p), 0);
 		/* An emptied slab (kept for reuse) is not live. */
 		ck_assert_int_eq(dsm__arena_home(a, p, 4), DSM_ENOENT);
 		dsm__arena_destroy(a);
@@ -768,7 +866,10 @@ static void *worker(void *arg)
 		} else {
 			size_t i = rng_r(&w->seed) % w->n;
 
-			if (dsm__arena_free(w->a, (void *)w->live[i].p))
+			struct dsm__arena_extent x;
+
+			if (dsm__arena_free(w->a, (void *)w->live[i].p, &x) ||
+			    (x.npages && dsm__arena_reclaim(w->a, x.start)))
 				w->errors++;
 			w->bytes -= w->live[i].len;
 			w->live[i] = w->live[--w->n];
@@ -815,7 +916,7 @@ START_TEST(arena_threads)
 	require_disjoint(all, n);
 	ck_assert_int_eq(dsm__arena_check(a), 0);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_int_eq(dsm__arena_free(a, (void *)all[i].p), 0);
+		ck_assert_int_eq(afree(a, (void *)all[i].p), 0);
 	st = stats(a);
 	ck_assert_uint_eq(st.allocs_live, 0);
 	ck_assert_uint_eq(st.bytes_in_use, 0);
@@ -849,7 +950,7 @@ static void time_pairs(size_t size, const char *label)
 		int64_t u0 = (i & 63) == 0 ? dsm__now_ns() : 0;
 
 		REQUIRE(dsm__arena_alloc(a, size, DSM__PLACE_LOCAL, &p) == 0, "alloc");
-		REQUIRE(dsm__arena_free(a, live[k]) == 0, "free");
+		REQUIRE(afree(a, live[k]) == 0, "free");
 		live[k] = p;
 		if (u0)
 			worst = DSM__MAX(worst, dsm__now_ns() - u0);
@@ -895,6 +996,7 @@ int main(void)
 	ADD_CASE(s, arena_alignment, 1);
 	ADD_CASE(s, arena_random_no_overlap, 2);
 	ADD_CASE(s, arena_free_reuse, 1);
+	ADD_CASE(s, arena_retire, 1);
 	ADD_CASE(s, arena_coalesce, 1);
 	ADD_CASE(s, arena_zero_and_too_big, 1);
 	ADD_CASE(s, arena_bad_free, 1);

@@ -74,7 +74,6 @@ int dsm__cached_enter(size_t idx, uint32_t fl, uint64_t epoch)
 
 int dsm__acquire(void)
 {
-	struct waitgroup wg;
 	struct vec tmp;
 	size_t i;
 	int e = 0, e2;
@@ -102,7 +101,6 @@ int dsm__acquire(void)
 	A.keep = tmp;
 	pthread_mutex_unlock(&A.mu);
 
-	dsm__wg_init(&wg);
 	for (i = 0; i < A.drop.n; i++) {
 		size_t idx = A.drop.v[i];
 		struct page_meta *m = &D->meta[idx];
@@ -115,10 +113,19 @@ int dsm__acquire(void)
 			/* Written here since the last release (another thread's
 			 * critical section): its diff goes to the home now, on
 			 * the channel any later fetch of the page takes too, so
-			 * the home applies it before it serves the page again. */
-			e2 = dsm__release_dropped(idx, &wg);
-			if (e2 && !e)
-				e = e2;
+			 * the home applies it before it serves the page again.
+			 * If it cannot, the copy stays (dirty, stale, on the
+			 * list): dropped at a later acquire. */
+			e2 = dsm__release_dropped(idx);
+			if (e2) {
+				if (!e)
+					e = e2;
+				if (vec_push(&A.cached, idx))
+					DSM__ERR("page %p: neither released nor kept for the next "
+						 "acquire: out of memory", page);
+				pthread_mutex_unlock(stripe_of(idx));
+				continue;
+			}
 		}
 		if (fl & F_CACHED) {
 			e2 = dsm__pager_drop(D->pg, page, D->ps);
@@ -134,7 +141,7 @@ int dsm__acquire(void)
 		DSM__DEBUG("acquire: dropped %zu copied page(s) others write, kept %zu",
 			   A.drop.n, A.cached.n);
 	A.drop.n = 0;
-	e2 = dsm__wg_wait(&wg);
+	e2 = dsm__release_dropped_flush();
 	pthread_mutex_unlock(&D->release_mu);
 	return e ? e : e2;
 }

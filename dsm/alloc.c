@@ -40,7 +40,8 @@ static void forget_local(uintptr_t start, size_t npages)
 			dsm__twin_put(m->twin);
 			m->twin = NULL;
 		}
-		atomic_fetch_and(&m->flags, F_INLIST);
+		/* list memberships stay: the lists are walked, not searched */
+		atomic_fetch_and(&m->flags, F_INLIST | F_DLIST);
 		atomic_store(&m->home1, 0);
 		m->readers = 0;
 		pthread_mutex_unlock(stripe_of(first + i));

@@ -1,15 +1,20 @@
 /*
  * Broadcast: dsm_bcast copies the root's bytes into every other node's
  * buffer (typically a pointer from dsm_malloc) and makes everything the
- * root wrote before visible to them: a release at the root, one bcast call
- * to every other node, an acquire at each receiver.
+ * root wrote before visible to them: a release at the root, the data to
+ * every other node, an acquire at each receiver.
  *
  * Broadcasts are numbered per node in call order (every node calls
- * dsm_bcast in the same order); a receiver keeps what arrives early in a
- * list until its own call with that number takes it.
+ * dsm_bcast in the same order). Every node, root or not, tells every other
+ * node the root and length it was called with (the root's message carries
+ * the data) and waits for the N - 1 messages of the others: so every node
+ * sees the same declarations, and a program that calls dsm_bcast with
+ * different roots or lengths on different nodes gets DSM_EINVAL on every
+ * node instead of a silent success or a hang. What arrives early waits in
+ * a queue until the node's own call with that number takes it.
  *
- * Threads: application threads; the handler runs inline, queues the copy
- * under D->sync_mu and wakes the waiters.
+ * Threads: application threads; the handler runs inline, queues the
+ * message under D->sync_mu and wakes the waiters.
  */
 #include <inttypes.h>
 
@@ -17,12 +22,13 @@
 
 #define BCAST_MAX 16777216 /* bytes (dsm.rpc's bound) */
 
+/* One node's message of a broadcast. */
 struct bcast_msg {
 	struct bcast_msg *next;
 	uint64_t seq;
-	unsigned root;
-	size_t len;
-	uint8_t data[];
+	unsigned from, root; /* the sender, and the root it was called with */
+	size_t len;          /* the length it was called with */
+	uint8_t data[];      /* from the root: the len bytes */
 };
 
 static struct {
@@ -49,18 +55,22 @@ void dsm__bcast_fini(void)
 	pthread_mutex_destroy(&BC.mu);
 }
 
-int dsm__h_bcast(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_bcast_req *rq,
-		 struct dsm_rpc_bcast_rep *rp)
+int dsm__h_bcast(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_bcast_msg *m)
 {
-	struct bcast_msg *b = malloc(sizeof(*b) + rq->data.len), **pp;
+	unsigned from = dsm__rpc_ctx_peer(ctx);
+	struct bcast_msg *b, **pp;
 
-	(void)rp;
+	/* only the root sends data, all of it */
+	if (m->root == from ? m->data.len != m->len : m->data.len != 0)
+		return DSM_EPROTO;
+	b = malloc(sizeof(*b) + m->data.len);
 	if (!b)
 		return DSM_ENOMEM;
-	b->seq = rq->seq;
-	b->root = dsm__rpc_ctx_peer(ctx);
-	b->len = rq->data.len;
-	memcpy(b->data, rq->data.ptr, rq->data.len);
+	b->seq = m->seq;
+	b->from = from;
+	b->root = m->root;
+	b->len = m->len;
+	memcpy(b->data, m->data.ptr, m->data.len);
 	pthread_mutex_lock(&D->sync_mu);
 	for (pp = &BC.queue; *pp; pp = &(*pp)->next)
 		;
@@ -73,74 +83,96 @@ int dsm__h_bcast(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_bcast_req *rq,
 
 struct bc_wait {
 	uint64_t seq;
-	struct bcast_msg *got;
+	unsigned n;              /* messages of seq arrived */
 };
 
-/* Called with sync_mu held (wait_for). */
+/* Called with sync_mu held (dsm__wait_for): has every other node's message
+ * of this broadcast arrived? */
 static bool bc_arrived(void *arg)
 {
 	struct bc_wait *bw = arg;
-	struct bcast_msg **pp;
+	struct bcast_msg *b;
 
-	for (pp = &BC.queue; *pp; pp = &(*pp)->next)
-		if ((*pp)->seq == bw->seq) {
-			bw->got = *pp;
-			*pp = (*pp)->next;
-			return true;
-		}
-	return false;
+	bw->n = 0;
+	for (b = BC.queue; b; b = b->next)
+		bw->n += b->seq == bw->seq;
+	return bw->n >= D->nodes - 1;
 }
 
+/* Take the messages of broadcast seq off the queue (sync_mu held). */
+static struct bcast_msg *bc_take(uint64_t seq)
+{
+	struct bcast_msg **pp = &BC.queue, *got = NULL, *b;
+
+	while ((b = *pp)) {
+		if (b->seq == seq) {
+			*pp = b->next;
+			b->next = got;
+			got = b;
+		} else {
+			pp = &b->next;
+		}
+	}
+	return got;
+}
 
 DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root)
 {
-	uint64_t seq;
+	struct dsm_rpc_bcast_msg m;
+	struct bc_wait bw;
+	struct bcast_msg *got, *b, *data = NULL;
+	bool me_root;
+	unsigned r;
 	int e = 0, e2;
 
 	if (!D)
 		return DSM_ECLOSED;
 	if (root < 0 || (unsigned)root >= D->nodes || (len && !buf) || len > BCAST_MAX)
 		return DSM_EINVAL;
+	me_root = (unsigned)root == D->rank;
 	pthread_mutex_lock(&BC.mu);
-	seq = BC.seq++;
+	bw.seq = BC.seq++;
 	pthread_mutex_unlock(&BC.mu);
-	if ((unsigned)root == D->rank) {
-		struct dsm_rpc_bcast_req rq = { .seq = seq, .root = (uint32_t)root };
-		struct waitgroup wg;
-		unsigned r;
-
-		rq.data.ptr = buf;
-		rq.data.len = (uint32_t)len;
+	m = (struct dsm_rpc_bcast_msg){ .seq = bw.seq, .root = (uint32_t)root, .len = len };
+	if (me_root) {
+		m.data.ptr = buf;
+		m.data.len = (uint32_t)len;
 		e = dsm__release();
-		dsm__wg_init(&wg);
-		for (r = 0; r < D->nodes; r++) {
-			if (r == D->rank)
-				continue;
-			dsm__wg_add(&wg);
-			e2 = dsm_rpc_bcast_async(D->rpc, r, &rq, dsm__wg_done_cb, &wg);
-			if (e2 < 0)
-				dsm__wg_done(&wg, e2);
-		}
-		e2 = dsm__wg_wait(&wg);
-		if (!e)
+	}
+	for (r = 0; r < D->nodes; r++) {
+		if (r == D->rank)
+			continue;
+		e2 = dsm_rpc_bcast_send(D->rpc, r, &m);
+		if (e2 && !e)
 			e = e2;
-	} else {
-		struct bc_wait bw = { .seq = seq };
-
-		e = dsm__wait_for(bc_arrived, &bw, (unsigned)root, WAIT_FROM);
-		if (e)
-			return e;
-		if (bw.got->root != (unsigned)root || bw.got->len != len) {
-			DSM__ERR("dsm_bcast number %" PRIu64 ": this node expects %zu bytes from "
-				 "node %d, node %u sent %zu", seq, len, root, bw.got->root,
-				 bw.got->len);
+	}
+	e2 = dsm__wait_for(bc_arrived, &bw, (unsigned)root, WAIT_ALL);
+	if (e2 && !e)
+		e = e2;
+	pthread_mutex_lock(&D->sync_mu);
+	got = bc_take(bw.seq);
+	pthread_mutex_unlock(&D->sync_mu);
+	/* Every node sees the same N - 1 declarations besides its own, so a
+	 * mismatch fails the broadcast on every node alike. */
+	for (b = got; b && !e; b = b->next) {
+		if (b->root != (unsigned)root || b->len != len) {
+			DSM__ERR("dsm_bcast number %" PRIu64 ": this node was called with root %d "
+				 "and %zu bytes, node %u with root %u and %zu bytes", bw.seq, root,
+				 len, b->from, b->root, b->len);
 			e = DSM_EINVAL;
-		} else {
-			memcpy(buf, bw.got->data, len);
-			e = dsm__acquire();
+		} else if (b->from == (unsigned)root) {
+			data = b;
 		}
-		free(bw.got);
+	}
+	if (!e && !me_root && !data)
+		e = DSM_EPROTO;
+	if (!e && !me_root) {
+		memcpy(buf, data->data, len);
+		e = dsm__acquire();
+	}
+	while ((b = got)) {
+		got = b->next;
+		free(b);
 	}
 	return e;
 }
-

@@ -95,7 +95,8 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 			}
 			if (!e && dsm__pager_access(D->pg, page_addr(idx + i)) == DSM__PAGER_NONE) {
 				/* writable: twin and dirty list first (see
-				 * dsm__twin_start) */
+				 * dsm__twin_start); a page that is not present
+				 * has no twin */
 				if (a == DSM__PAGER_RW)
 					e = dsm__twin_start(idx, rp.data.ptr);
 				if (!e) {
@@ -193,10 +194,14 @@ int dsm__cb_write_fault(void *arg, void *page, bool present)
 		return fetch_install(idx, (unsigned)h, 1, DSM__PAGER_RW);
 	pthread_mutex_lock(stripe_of(idx));
 	if (dsm__pager_access(D->pg, page) == DSM__PAGER_READ) {
+		/* a twin kept by a release that could not deliver the page's
+		 * diff stays the base of the next diff */
+		bool fresh = !D->meta[idx].twin;
+
 		e = dsm__twin_start(idx, page);
 		if (!e) {
 			e = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_RW);
-			if (e)
+			if (e && fresh)
 				dsm__twin_cancel(idx);
 		}
 	}

@@ -117,18 +117,11 @@ int dsm__home_present(size_t idx, int access)
  * already writes the page must find it there. */
 int dsm__home_writable(size_t idx)
 {
-	struct page_meta *m = &D->meta[idx];
 	int a = dsm__pager_access(D->pg, page_addr(idx)), e = 0;
 
 	if (a < 0)
 		return a;
-	if (!(atomic_fetch_or(&m->flags, F_DIRTY) & F_DIRTY)) {
-		e = dsm__dirty_push(idx);
-		if (e) {
-			atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
-			return e;
-		}
-	}
+	dsm__dirty_mark(idx);
 	if (a == DSM__PAGER_NONE)
 		e = dsm__pager_install(D->pg, page_addr(idx), NULL, DSM__PAGER_RW);
 	else if (a == DSM__PAGER_READ)

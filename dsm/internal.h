@@ -75,6 +75,7 @@ enum {
 	F_DIRTY = 1u << 1,  /* written since the last release (on the dirty list) */
 	F_OTHERS = 1u << 2, /* another node writes it: drop the copy at acquire */
 	F_INLIST = 1u << 3, /* on the cached list */
+	F_DLIST = 1u << 4,  /* on the dirty list (release.c) */
 };
 
 /* What a node knows of one page of the region. */
@@ -85,6 +86,7 @@ struct page_meta {
 	 * released write has made stale yet. */
 	uint64_t readers;         /* bit r: node r < 63; bit 63: some node >= 63 */
 	void *twin;               /* twin of a dirty copy (non-home) */
+	size_t dnext;             /* next page on the dirty list + 1 (release.c) */
 };
 
 /* A growable vector of page indexes. */
@@ -277,12 +279,19 @@ int dsm__h_writer_news(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_writer_new
 int dsm__twin_init(void);
 void dsm__twin_fini(void);
 /* A copy of a page homed elsewhere is about to become writable (under its
- * stripe): keep a twin of contents and put the page on the dirty list. */
+ * stripe): keep a twin of contents and put the page on the dirty list.
+ * A page that still has its twin (a release could not deliver its diff)
+ * keeps it. 0 or DSM_ENOMEM. */
 int dsm__twin_start(size_t idx, const void *contents);
-/* Undo dsm__twin_start (the page could not be made writable). */
+/* Undo a dsm__twin_start that made a fresh twin (the page could not be
+ * made writable): no twin, not dirty (it may stay on the list: a release
+ * skips it). */
 void dsm__twin_cancel(size_t idx);
 /* Give a twin back to the pool. */
 void dsm__twin_put(void *t);
+/* After a release: give the memory of free twins beyond a small cache
+ * back to the system. */
+void dsm__twin_trim(void);
 
 /* ---- faults (fault.c) ------------------------------------------------------ */
 
@@ -298,15 +307,21 @@ void dsm__fault_peer_set(int peer);
 
 int dsm__release_init(void);
 void dsm__release_fini(void);
-/* Page idx was written (under its stripe, F_DIRTY just set): on the dirty
- * list. */
-int dsm__dirty_push(size_t idx);
-/* Make every write of this node so far safe for any later acquire. */
+/* Page idx is about to become writable, or stays dirty after a failed
+ * release (under its stripe): F_DIRTY, and on the dirty list unless it is
+ * on it already. Never fails. */
+void dsm__dirty_mark(size_t idx);
+/* Make every write of this node so far safe for any later acquire. On
+ * failure, what could not be delivered is kept for the next release. */
 int dsm__release(void);
 /* Acquire's part (release_mu and the page's stripe held): the diff of a
- * dirty copy about to be dropped goes to its home now, on the channel any
- * later fetch of the page takes too. */
-int dsm__release_dropped(size_t idx, struct waitgroup *wg);
+ * dirty copy about to be dropped is batched for its home, on the channel
+ * any later fetch of the page takes too. On failure the page keeps its
+ * twin and stays dirty: it must not be dropped. */
+int dsm__release_dropped(size_t idx);
+/* Send what dsm__release_dropped batched and wait for it (release_mu
+ * held). */
+int dsm__release_dropped_flush(void);
 
 /* ---- acquire (acquire.c) --------------------------------------------------- */
 
@@ -335,6 +350,8 @@ int dsm__lock_init(void);
 void dsm__lock_fini(void);
 /* Manager: node is gone (network thread). */
 void dsm__lock_peer_gone(unsigned node);
+/* Records in the manager's table (tests: idle records are freed). */
+size_t dsm__lock_records(void);
 int dsm__h_lock(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_lock_req *rq,
 		struct dsm_rpc_lock_rep *rp);
 int dsm__h_unlock(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_unlock_msg *m);
@@ -351,8 +368,7 @@ int dsm__h_barrier(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_barrier_msg *m
 
 int dsm__bcast_init(void);
 void dsm__bcast_fini(void);
-int dsm__h_bcast(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_bcast_req *rq,
-		 struct dsm_rpc_bcast_rep *rp);
+int dsm__h_bcast(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_bcast_msg *m);
 
 /* ---- atomics (atomic.c) ---------------------------------------------------- */
 

@@ -42,16 +42,19 @@ struct lk {
 	struct lk_waiter *head, *tail;
 };
 
+/* A lock a thread of this node holds, or waits for. */
 struct held_lock {
 	uint32_t id;
-	uint32_t count;
+	bool granted;
+	pthread_t thread;
 };
 
 static struct {
 	/* the manager: locks whose id mod N is this node */
 	pthread_mutex_t mu;
 	struct lk *bucket[LOCK_BUCKETS];
-	/* the locks this node holds */
+	size_t nrecords;          /* records in the table (dsm__lock_records) */
+	/* the locks this node's threads hold or wait for */
 	pthread_mutex_t held_mu;
 	struct held_lock *held;
 	size_t nheld, held_cap;
@@ -93,9 +96,15 @@ void dsm__lock_fini(void)
 	memset(&L, 0, sizeof(L));
 }
 
+static struct lk **lk_bucket(uint32_t id)
+{
+	return &L.bucket[(id * 2654435761u) % LOCK_BUCKETS];
+}
+
+/* The record of lock id (L.mu held), made when create. */
 static struct lk *lk_find(uint32_t id, bool create)
 {
-	struct lk **b = &L.bucket[(id * 2654435761u) % LOCK_BUCKETS], *l;
+	struct lk **b = lk_bucket(id), *l;
 
 	for (l = *b; l; l = l->next)
 		if (l->id == id)
@@ -108,7 +117,33 @@ static struct lk *lk_find(uint32_t id, bool create)
 	l->id = id;
 	l->next = *b;
 	*b = l;
+	L.nrecords++;
 	return l;
+}
+
+/* A record that says nothing (free, nobody waiting, no dead holder to
+ * report) is freed: a program may use a lock per object (L.mu held). */
+static void lk_forget_idle(struct lk *l)
+{
+	struct lk **pp;
+
+	if (l->held || l->head || l->owner_died)
+		return;
+	for (pp = lk_bucket(l->id); *pp != l; pp = &(*pp)->next)
+		;
+	*pp = l->next;
+	free(l);
+	L.nrecords--;
+}
+
+size_t dsm__lock_records(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&L.mu);
+	n = L.nrecords;
+	pthread_mutex_unlock(&L.mu);
+	return n;
 }
 
 /* Manager: node asks for lock id. 1: granted now; 2: granted now, but the
@@ -157,6 +192,7 @@ static void lk_release(uint32_t id, unsigned node)
 		w = l->head;
 		if (!w) {
 			l->held = false;
+			lk_forget_idle(l);
 			break;
 		}
 		l->head = w->next;
@@ -278,45 +314,80 @@ int dsm__h_unlock(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_unlock_msg *m)
 	return 0;
 }
 
-static int held_change(uint32_t id, int delta)
+/* The held table (L.held_mu held): the entry of lock id for the calling
+ * thread, or for any other thread that holds it (mine false), or -1. */
+static ssize_t held_find(uint32_t id, bool mine)
 {
+	pthread_t self = pthread_self();
 	size_t i;
+
+	for (i = 0; i < L.nheld; i++)
+		if (L.held[i].id == id &&
+		    (mine ? pthread_equal(L.held[i].thread, self)
+			  : L.held[i].granted && !pthread_equal(L.held[i].thread, self)))
+			return (ssize_t)i;
+	return -1;
+}
+
+/* The calling thread is about to ask for lock id: DSM_EDEADLK if it holds
+ * it already, else an entry for it (not granted yet). */
+static int held_begin(uint32_t id)
+{
 	int r = 0;
 
 	pthread_mutex_lock(&L.held_mu);
-	for (i = 0; i < L.nheld; i++)
-		if (L.held[i].id == id)
-			break;
-	if (delta > 0) {
-		if (i == L.nheld) {
-			if (L.nheld == L.held_cap) {
-				size_t cap = L.held_cap ? L.held_cap * 2 : 16;
-				struct held_lock *nh = realloc(L.held, cap * sizeof(*nh));
+	if (held_find(id, true) >= 0) {
+		r = DSM_EDEADLK;
+	} else if (L.nheld == L.held_cap) {
+		size_t cap = L.held_cap ? L.held_cap * 2 : 16;
+		struct held_lock *nh = realloc(L.held, cap * sizeof(*nh));
 
-				if (!nh) {
-					r = DSM_ENOMEM;
-					goto out;
-				}
-				L.held = nh;
-				L.held_cap = cap;
-			}
-			L.held[L.nheld].id = id;
-			L.held[L.nheld++].count = 0;
+		if (!nh)
+			r = DSM_ENOMEM;
+		else {
+			L.held = nh;
+			L.held_cap = cap;
 		}
-		L.held[i].count++;
-	} else {
-		if (i == L.nheld) {
-			r = DSM_EINVAL;
-			goto out;
-		}
-		if (--L.held[i].count == 0)
-			L.held[i] = L.held[--L.nheld];
 	}
-out:
+	if (!r)
+		L.held[L.nheld++] = (struct held_lock){ .id = id, .thread = pthread_self() };
 	pthread_mutex_unlock(&L.held_mu);
 	return r;
 }
 
+/* The calling thread's request for id ended: granted, or not (the entry
+ * goes). */
+static void held_end(uint32_t id, bool granted)
+{
+	ssize_t i;
+
+	pthread_mutex_lock(&L.held_mu);
+	i = held_find(id, true);
+	if (i >= 0) {
+		if (granted)
+			L.held[i].granted = true;
+		else
+			L.held[i] = L.held[--L.nheld];
+	}
+	pthread_mutex_unlock(&L.held_mu);
+}
+
+/* May the calling thread unlock id? 0; DSM_EPERM: another thread of this
+ * node holds it; DSM_EINVAL: this node does not hold it. */
+static int held_check(uint32_t id)
+{
+	ssize_t i;
+	int r;
+
+	pthread_mutex_lock(&L.held_mu);
+	i = held_find(id, true);
+	if (i >= 0 && L.held[i].granted)
+		r = 0;
+	else
+		r = held_find(id, false) >= 0 ? DSM_EPERM : DSM_EINVAL;
+	pthread_mutex_unlock(&L.held_mu);
+	return r;
+}
 
 DSM_EXPORT int dsm_lock(uint32_t id)
 {
@@ -327,6 +398,9 @@ DSM_EXPORT int dsm_lock(uint32_t id)
 
 	if (!D)
 		return DSM_ECLOSED;
+	e = held_begin(id);
+	if (e)
+		return e;
 	t0 = dsm__now_ns();
 	mgr = id % D->nodes;
 	if (mgr == D->rank) {
@@ -334,8 +408,10 @@ DSM_EXPORT int dsm_lock(uint32_t id)
 		struct lk_waiter w = { .node = D->rank, .lw = &lw };
 		int r = lk_request(id, D->rank, &w);
 
-		if (r < 0)
+		if (r < 0) {
+			held_end(id, false);
 			return r;
+		}
 		waited = r == 0;
 		if (r == 2)
 			lw.granted = 2;
@@ -352,15 +428,16 @@ DSM_EXPORT int dsm_lock(uint32_t id)
 
 		e = dsm_rpc_lock(D->rpc, mgr, &rq, &rp, -1);
 		owner_died = e == DSM_EOWNERDEAD;
-		if (e && !owner_died)
+		if (e && !owner_died) {
+			held_end(id, false);
 			return e;
+		}
 		waited = rp.waited != 0 || owner_died;
 	}
-	e = held_change(id, 1);
+	held_end(id, true);
 	DSM__DEBUG("lock %u granted by node %u%s", id, mgr,
 		   owner_died ? " (its holder died)" : waited ? " after waiting" : "");
-	if (!e)
-		e = dsm__acquire();
+	e = dsm__acquire();
 	if (!e && owner_died)
 		e = DSM_EOWNERDEAD;
 	STAT_INC(lock_acquires);
@@ -377,10 +454,17 @@ DSM_EXPORT int dsm_unlock(uint32_t id)
 
 	if (!D)
 		return DSM_ECLOSED;
-	e = held_change(id, -1);
+	e = held_check(id);
 	if (e)
 		return e;
+	/* What the lock protected must reach its homes before anyone else
+	 * takes it: if the release fails, the lock stays held (call
+	 * dsm_unlock again). Writes to a home that died cannot be delivered
+	 * at all: the lock is released, with DSM_EPEERDEAD. */
 	e = dsm__release();
+	if (e && e != DSM_EPEERDEAD)
+		return e;
+	held_end(id, false);
 	mgr = id % D->nodes;
 	DSM__DEBUG("unlock %u (manager node %u)", id, mgr);
 	if (mgr == D->rank) {

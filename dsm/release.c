@@ -2,238 +2,402 @@
  * Release: make every write this node made so far safe for any later
  * acquire anywhere (unlock, barrier, bcast at the root, finalize).
  *
- * Every written page is on the dirty list (fault.c, twin.c and home.c put
- * it there before it becomes writable). A release takes the list, and for
- * each page:
+ * Every written page is on the dirty list (dsm__dirty_mark, called before
+ * the page becomes writable). A release takes the list, and for each page:
  *  - a copy of a page homed elsewhere: write-protect it, diff it against
- *    its twin (dsm/diff.h), batch the diff for its home (DIFF_BATCH bytes
- *    per diffs message);
+ *    its twin (dsm/diff.h) into the batch for its home (a diffs message of
+ *    up to DIFF_BATCH bytes, sent as soon as it is full);
  *  - a page homed here with readers: write-protect it (its next write is
  *    tracked again) and collect the news for its readers (news.c); without
  *    readers it stays writable, untracked.
- * Then it sends the batches and the news and waits until every home and
- * reader acknowledged: the homes answer only once every other reader of
- * the pages heard of the writes.
+ * Then it sends the last batches and the news and waits until every home
+ * and reader acknowledged: the homes answer only once every other reader
+ * of the pages heard of the writes.
+ *
+ * Nothing is lost when something fails. A page that cannot be protected,
+ * diffed or batched stays dirty (twin and all) and goes back on the list.
+ * A batch that did not reach its home (the call could not start, or the
+ * home answered an error) is kept, with every later batch to that home,
+ * and sent again first by the next release, in order, so the home applies
+ * the diffs in the order they were made. News that could not be told puts
+ * its pages back on the list. The release returns the first error; the
+ * next release delivers what this one could not. Writes to a home that
+ * died are the one exception: they cannot be delivered (DSM_EPEERDEAD).
+ *
+ * The dirty list is intrusive (page_meta.dnext, F_DLIST), so putting a
+ * page on it never allocates and never fails.
  *
  * Threads: application threads. release_mu serialises releases and
  * acquires of this node and is held across the wait for the homes' and
  * readers' acknowledgements (other threads' releases queue behind it); the
  * page's stripe is held while it is protected and diffed, never across the
- * network.
+ * network. Batch completions run on the receiving thread and only record
+ * their status.
  */
+#include <inttypes.h>
+
 #include "diff.h"
 #include "internal.h"
+#include "wire.h" /* little-endian helpers */
 
 #define DIFF_BATCH (256 << 10) /* bytes of diffs per message */
+#define BATCH_POOL 8           /* idle batch buffers kept */
+
+/* A diffs message: u64 page, u32 len, len bytes of diff, repeated. */
+struct batch {
+	struct batch *next;
+	unsigned home;
+	int status;     /* of its call; set by the completion */
+	size_t len;
+	uint8_t data[]; /* R.batch_cap bytes */
+};
 
 static struct {
-	/* dirty pages (both kinds), pushed by faults and handlers */
 	pthread_mutex_t dirty_mu;
-	struct vec dirty;
+	size_t dirty_head;       /* first dirty page + 1; 0: none */
 	/* under release_mu */
-	struct vec pages;        /* the dirty list being released */
-	uint8_t **buf;           /* per home: diffs being batched */
-	size_t *len, *cap;
+	struct batch **open;     /* per home: the batch being filled */
+	struct batch *flight, **flight_tail; /* sent, in order, until settled */
+	struct batch *retry, **retry_tail;   /* undelivered, in order */
+	struct batch *pool;      /* idle buffers */
+	unsigned npool;
+	size_t batch_cap;
+	struct waitgroup wg;     /* the calls of the batches in flight */
+	bool wg_live;
+	bool *failed;            /* per home, while settling */
 	uint8_t *diff_tmp;       /* one encoded diff */
+	struct vec news_pages;   /* own pages whose news is being told */
 } R;
 
 int dsm__release_init(void)
 {
 	memset(&R, 0, sizeof(R));
 	pthread_mutex_init(&R.dirty_mu, NULL);
-	R.buf = calloc(D->nodes, sizeof(*R.buf));
-	R.len = calloc(D->nodes, sizeof(*R.len));
-	R.cap = calloc(D->nodes, sizeof(*R.cap));
+	R.flight_tail = &R.flight;
+	R.retry_tail = &R.retry;
+	R.batch_cap = DIFF_BATCH + 12 + DSM_DIFF_BOUND(D->ps);
+	R.open = calloc(D->nodes, sizeof(*R.open));
+	R.failed = calloc(D->nodes, sizeof(*R.failed));
 	R.diff_tmp = malloc(DSM_DIFF_BOUND(D->ps));
-	if (!R.buf || !R.len || !R.cap || !R.diff_tmp)
+	if (!R.open || !R.failed || !R.diff_tmp)
 		return DSM_ENOMEM;
 	return 0;
+}
+
+static void batch_list_free(struct batch *b)
+{
+	while (b) {
+		struct batch *n = b->next;
+
+		free(b);
+		b = n;
+	}
 }
 
 void dsm__release_fini(void)
 {
 	unsigned h;
 
-	if (R.buf)
+	if (R.open)
 		for (h = 0; h < D->nodes; h++)
-			free(R.buf[h]);
-	free(R.buf);
-	free(R.len);
-	free(R.cap);
+			free(R.open[h]);
+	free(R.open);
+	free(R.failed);
+	batch_list_free(R.flight);
+	batch_list_free(R.retry);
+	batch_list_free(R.pool);
 	free(R.diff_tmp);
-	vec_free(&R.dirty);
-	vec_free(&R.pages);
+	vec_free(&R.news_pages);
 	pthread_mutex_destroy(&R.dirty_mu);
 	memset(&R, 0, sizeof(R));
 }
 
-int dsm__dirty_push(size_t idx)
+void dsm__dirty_mark(size_t idx)
 {
+	struct page_meta *m = &D->meta[idx];
+
+	atomic_fetch_or(&m->flags, F_DIRTY);
+	if (atomic_fetch_or(&m->flags, F_DLIST) & F_DLIST)
+		return; /* on the list already */
+	pthread_mutex_lock(&R.dirty_mu);
+	m->dnext = R.dirty_head;
+	R.dirty_head = idx + 1;
+	pthread_mutex_unlock(&R.dirty_mu);
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+static struct batch *batch_get(unsigned h)
+{
+	struct batch *b = R.pool;
+
+	if (b) {
+		R.pool = b->next;
+		R.npool--;
+	} else {
+		b = malloc(sizeof(*b) + R.batch_cap);
+		if (!b)
+			return NULL;
+	}
+	b->next = NULL;
+	b->home = h;
+	b->status = 0;
+	b->len = 0;
+	return b;
+}
+
+static void batch_put(struct batch *b)
+{
+	if (R.npool >= BATCH_POOL) {
+		free(b);
+		return;
+	}
+	b->next = R.pool;
+	R.pool = b;
+	R.npool++;
+}
+
+static void batch_done(void *arg, int status, const void *rep)
+{
+	struct batch *b = arg;
+
+	(void)rep;
+	b->status = status;
+	dsm__wg_done(&R.wg, status);
+}
+
+/* Send batch b (its call completes into R.wg) and keep it until settled. */
+static void batch_send(struct batch *b)
+{
+	struct dsm_rpc_diffs_req rq = { .data = { .ptr = b->data, .len = (uint32_t)b->len } };
 	int e;
 
-	pthread_mutex_lock(&R.dirty_mu);
-	e = vec_push(&R.dirty, idx);
-	pthread_mutex_unlock(&R.dirty_mu);
-	return e;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	int i;
-
-	for (i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	int i;
-
-	for (i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static int rel_append(unsigned h, size_t idx, const uint8_t *diff, size_t len)
-{
-	size_t need = R.len[h] + 12 + len;
-
-	if (need > R.cap[h]) {
-		size_t cap = R.cap[h] ? R.cap[h] : 16384;
-		uint8_t *nb;
-
-		while (cap < need)
-			cap *= 2;
-		nb = realloc(R.buf[h], cap);
-		if (!nb)
-			return DSM_ENOMEM;
-		R.buf[h] = nb;
-		R.cap[h] = cap;
+	if (!R.wg_live) {
+		dsm__wg_init(&R.wg);
+		R.wg_live = true;
 	}
-	put_u64(R.buf[h] + R.len[h], (uintptr_t)page_addr(idx));
-	put_u32(R.buf[h] + R.len[h] + 8, (uint32_t)len);
-	memcpy(R.buf[h] + R.len[h] + 12, diff, len);
-	R.len[h] += 12 + len;
+	b->next = NULL;
+	*R.flight_tail = b;
+	R.flight_tail = &b->next;
+	dsm__wg_add(&R.wg);
+	e = dsm_rpc_diffs_async(D->rpc, b->home, &rq, batch_done, b);
+	if (e < 0) {
+		b->status = e;
+		dsm__wg_done(&R.wg, e);
+	}
+}
+
+static void batches_resend(void);
+
+/* Append the diff of page idx for home h. 0, or DSM_ENOMEM (no buffer:
+ * nothing appended). */
+static int batch_append(unsigned h, size_t idx, const uint8_t *diff, size_t len)
+{
+	struct batch *b = R.open[h];
+
+	if (R.retry)
+		batches_resend(); /* older diffs first */
+	if (!b) {
+		b = R.open[h] = batch_get(h);
+		if (!b)
+			return DSM_ENOMEM;
+	}
+	dsm__put_le64(b->data + b->len, (uintptr_t)page_addr(idx));
+	dsm__put_le32(b->data + b->len + 8, (uint32_t)len);
+	memcpy(b->data + b->len + 12, diff, len);
+	b->len += 12 + len;
+	STAT_INC(diffs_sent);
+	STAT_ADD(diff_bytes, (uint64_t)len);
+	if (b->len >= DIFF_BATCH) {
+		R.open[h] = NULL;
+		batch_send(b);
+	}
 	return 0;
 }
 
-static void rel_send(unsigned h, struct waitgroup *wg)
+/* Send the open batches, wait for every batch in flight, and settle them:
+ * delivered ones go back to the pool; from a home's first failed batch on,
+ * every batch to that home is kept for the next release (a home that died
+ * is the exception: its diffs are dropped). Returns the first error. */
+static int batches_flush(void)
 {
-	struct dsm_rpc_diffs_req rq;
-	int e;
-
-	if (!R.len[h])
-		return;
-	rq.data.ptr = R.buf[h];
-	rq.data.len = (uint32_t)R.len[h];
-	dsm__wg_add(wg);
-	e = dsm_rpc_diffs_async(D->rpc, h, &rq, dsm__wg_done_cb, wg);
-	if (e < 0)
-		dsm__wg_done(wg, e);
-	R.len[h] = 0;
-}
-
-int dsm__release(void)
-{
-	struct news nw = NEWS_INIT;
-	struct waitgroup wg;
-	struct vec tmp;
-	size_t i;
+	struct batch *b, *n;
 	unsigned h;
-	int e = 0, e2;
+	int e = 0;
 
-	pthread_mutex_lock(&D->release_mu);
-	pthread_mutex_lock(&R.dirty_mu);
-	tmp = R.dirty;
-	R.dirty = R.pages;
-	R.pages = tmp;
-	pthread_mutex_unlock(&R.dirty_mu);
-	if (!R.pages.n) {
-		pthread_mutex_unlock(&D->release_mu);
-		return 0;
-	}
-	dsm__wg_init(&wg);
-	for (i = 0; i < R.pages.n; i++) {
-		size_t idx = R.pages.v[i];
-		struct page_meta *m = &D->meta[idx];
-		uint32_t h1;
-		void *page = page_addr(idx);
-		void *twin;
-		int n;
-
-		pthread_mutex_lock(stripe_of(idx));
-		if (!(atomic_load(&m->flags) & F_DIRTY)) {
-			pthread_mutex_unlock(stripe_of(idx));
-			continue;
-		}
-		h1 = atomic_load(&m->home1);
-		twin = m->twin;
-		e2 = 0;
-		if (!twin) {
-			/* Our own page. With readers: track our writes again and
-			 * tell the readers. Without: nothing to track, it stays
-			 * writable (dsm__h_fetch protects it when a reader
-			 * comes). */
-			if (m->readers) {
-				e2 = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_READ);
-				if (!e2)
-					e2 = dsm__register_write(idx, D->rank, &nw);
-			}
-			atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
-			pthread_mutex_unlock(stripe_of(idx));
-		} else {
-			e2 = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_READ);
-			n = dsm__diff_encode(twin, page, D->ps, R.diff_tmp, DSM_DIFF_BOUND(D->ps));
-			m->twin = NULL;
-			atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
-			pthread_mutex_unlock(stripe_of(idx));
-			dsm__twin_put(twin);
-			if (n < 0) {
-				e2 = n;
-			} else if (n > DSM_DIFF_HDR_SIZE && h1) {
-				h = h1 - 1;
-				STAT_INC(diffs_sent);
-				STAT_ADD(diff_bytes, (uint64_t)n);
-				e2 = rel_append(h, idx, R.diff_tmp, (size_t)n);
-				if (R.len[h] >= DIFF_BATCH)
-					rel_send(h, &wg);
-			}
-		}
-		if (e2 && !e)
-			e = e2;
-	}
-	DSM__DEBUG("release: %zu dirty page(s), news for %zu reader page(s)",
-		   R.pages.n, nw.total);
-	R.pages.n = 0;
 	for (h = 0; h < D->nodes; h++)
-		rel_send(h, &wg);
-	dsm__news_send(&nw, &wg);
-	e2 = dsm__wg_wait(&wg);
-	dsm__news_free(&nw);
-	pthread_mutex_unlock(&D->release_mu);
+		if (R.open[h]) {
+			batch_send(R.open[h]);
+			R.open[h] = NULL;
+		}
+	if (!R.wg_live)
+		return 0;
+	e = dsm__wg_wait(&R.wg);
+	R.wg_live = false;
+	memset(R.failed, 0, D->nodes * sizeof(*R.failed));
+	for (b = R.flight; b; b = n) {
+		n = b->next;
+		if (b->status == DSM_EPEERDEAD || dsm__peer_gone(b->home)) {
+			/* not deliverable: the writes died with their home */
+			batch_put(b);
+		} else if (b->status < 0 || R.failed[b->home]) {
+			R.failed[b->home] = true;
+			b->next = NULL;
+			*R.retry_tail = b;
+			R.retry_tail = &b->next;
+		} else {
+			batch_put(b);
+		}
+	}
+	R.flight = NULL;
+	R.flight_tail = &R.flight;
 	if (e)
-		DSM__WARN("release: %s", dsm_strerror(e));
-	return e ? e : e2;
+		DSM__WARN("diffs not delivered (%s)%s", dsm_strerror(e),
+			  R.retry ? ": kept for the next release" : "");
+	return e;
 }
 
-int dsm__release_dropped(size_t idx, struct waitgroup *wg)
+/* Send the batches an earlier release could not deliver, first. */
+static void batches_resend(void)
 {
-	struct page_meta *m = &D->meta[idx];
+	struct batch *b = R.retry, *n;
+
+	R.retry = NULL;
+	R.retry_tail = &R.retry;
+	for (; b; b = n) {
+		n = b->next;
+		batch_send(b);
+	}
+}
+
+/* ---- release -------------------------------------------------------------- */
+
+/* Diff the dirty copy idx (stripe held) into its home's batch. On failure
+ * the page keeps its twin and stays dirty (the caller puts it back on the
+ * list). */
+static int release_copy(size_t idx, struct page_meta *m)
+{
 	uint32_t h1 = atomic_load(&m->home1);
 	void *page = page_addr(idx);
 	int n, e;
 
 	e = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_READ);
+	if (e)
+		return e;
 	n = dsm__diff_encode(m->twin, page, D->ps, R.diff_tmp, DSM_DIFF_BOUND(D->ps));
+	if (n < 0)
+		return n;
+	if (n > DSM_DIFF_HDR_SIZE && h1) {
+		e = batch_append(h1 - 1, idx, R.diff_tmp, (size_t)n);
+		if (e)
+			return e;
+	}
 	dsm__twin_put(m->twin);
 	m->twin = NULL;
 	atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
-	if (n < 0) {
-		e = n;
-	} else if (n > DSM_DIFF_HDR_SIZE && h1) {
-		STAT_INC(diffs_sent);
-		STAT_ADD(diff_bytes, (uint64_t)n);
-		e = rel_append(h1 - 1, idx, R.diff_tmp, (size_t)n);
-		rel_send(h1 - 1, wg);
+	return 0;
+}
+
+/* Our own page idx (stripe held). With readers: track our writes again and
+ * collect the news. Without: nothing to track, it stays writable
+ * (dsm__h_fetch protects it when a reader comes). */
+static int release_own(size_t idx, struct page_meta *m, struct news *nw)
+{
+	int e = 0;
+
+	if (m->readers) {
+		e = dsm__pager_protect(D->pg, page_addr(idx), D->ps, DSM__PAGER_READ);
+		if (!e)
+			e = dsm__register_write(idx, D->rank, nw);
+		if (!e)
+			e = vec_push(&R.news_pages, idx);
+		if (e)
+			return e;
 	}
+	atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
+	return 0;
+}
+
+/* News could not be told: the pages it was about are dirty again, so the
+ * next release tells their readers. */
+static void news_failed(void)
+{
+	size_t i;
+
+	for (i = 0; i < R.news_pages.n; i++) {
+		size_t idx = R.news_pages.v[i];
+
+		pthread_mutex_lock(stripe_of(idx));
+		dsm__dirty_mark(idx);
+		pthread_mutex_unlock(stripe_of(idx));
+	}
+}
+
+int dsm__release(void)
+{
+	struct news nw = NEWS_INIT;
+	struct waitgroup news_wg;
+	size_t next, npages = 0;
+	int e = 0, e2;
+
+	pthread_mutex_lock(&D->release_mu);
+	pthread_mutex_lock(&R.dirty_mu);
+	next = R.dirty_head;
+	R.dirty_head = 0;
+	pthread_mutex_unlock(&R.dirty_mu);
+	if (!next && !R.retry) {
+		pthread_mutex_unlock(&D->release_mu);
+		return 0;
+	}
+	batches_resend();
+	R.news_pages.n = 0;
+	while (next) {
+		size_t idx = next - 1;
+		struct page_meta *m = &D->meta[idx];
+
+		pthread_mutex_lock(stripe_of(idx));
+		next = m->dnext;
+		/* off the list: a write from now on puts it on the next one */
+		atomic_fetch_and(&m->flags, ~(uint32_t)F_DLIST);
+		if (atomic_load(&m->flags) & F_DIRTY) {
+			e2 = m->twin ? release_copy(idx, m) : release_own(idx, m, &nw);
+			if (e2) {
+				dsm__dirty_mark(idx);
+				if (!e)
+					e = e2;
+			}
+			npages++;
+		}
+		pthread_mutex_unlock(stripe_of(idx));
+	}
+	DSM__DEBUG("release: %zu dirty page(s), news for %zu reader page(s)", npages, nw.total);
+	dsm__wg_init(&news_wg);
+	dsm__news_send(&nw, &news_wg);
+	e2 = batches_flush();
+	if (!e)
+		e = e2;
+	e2 = dsm__wg_wait(&news_wg);
+	if (e2) {
+		news_failed();
+		if (!e)
+			e = e2;
+	}
+	dsm__news_free(&nw);
+	pthread_mutex_unlock(&D->release_mu);
+	dsm__twin_trim();
+	if (e)
+		DSM__WARN("release: %s", dsm_strerror(e));
 	return e;
+}
+
+/* ---- for the acquire ------------------------------------------------------ */
+
+int dsm__release_dropped(size_t idx)
+{
+	return release_copy(idx, &D->meta[idx]);
+}
+
+int dsm__release_dropped_flush(void)
+{
+	return batches_flush();
 }

@@ -2,21 +2,35 @@
  * Twins: the copy of a page homed elsewhere kept from the moment it becomes
  * writable until its release, so the release can send only what changed
  * (dsm/diff.h). A page's twin hangs off its metadata (page_meta.twin,
- * under the page's stripe). Twins come from a pool of page-aligned pages
- * grown in chunks, so the write-fault path rarely allocates.
+ * under the page's stripe).
+ *
+ * Twins come from a pool of pages mapped in chunks, so the write-fault path
+ * rarely asks the system for memory. After a release every twin is free
+ * again, and a node that wrote a lot would otherwise keep a twin's worth
+ * of memory for every page it ever wrote: dsm__twin_trim gives the memory
+ * of free twins beyond TWIN_CACHE_BYTES back to the system (MADV_DONTNEED:
+ * the address stays in the pool and is filled again on its next use).
+ * The free list is a stack whose bottom part [0, cold) holds the trimmed
+ * twins and whose top part the ones still backed by memory, taken first.
  *
  * Threads: any (fault callbacks, release, acquire, forget); the pool has
  * its own mutex, a leaf.
  */
+#include <sys/mman.h>
+
 #include "internal.h"
 
-#define TWIN_CHUNK 64 /* twins allocated at a time */
+#define TWIN_CHUNK 64                  /* twins mapped at a time */
+#define TWIN_CACHE_BYTES (4u << 20)    /* free twins kept backed by memory */
 
 static struct {
 	pthread_mutex_t mu;
 	void **free;      /* room for every twin made, so a put never allocates */
 	size_t nfree, cap;
+	size_t cold;      /* free[0 .. cold) are trimmed */
 	struct vec chunks;
+	void **sort;      /* scratch for dsm__twin_trim */
+	size_t sort_cap;
 } T;
 
 int dsm__twin_init(void)
@@ -31,9 +45,10 @@ void dsm__twin_fini(void)
 	size_t i;
 
 	for (i = 0; i < T.chunks.n; i++)
-		free((void *)T.chunks.v[i]);
+		munmap((void *)T.chunks.v[i], TWIN_CHUNK * D->ps);
 	vec_free(&T.chunks);
 	free(T.free);
+	free(T.sort);
 	pthread_mutex_destroy(&T.mu);
 	memset(&T, 0, sizeof(T));
 }
@@ -45,11 +60,14 @@ static void *twin_get(void)
 	pthread_mutex_lock(&T.mu);
 	if (!T.nfree) {
 		size_t n = TWIN_CHUNK, total = (T.chunks.n + 1) * n, i;
-		uint8_t *chunk = aligned_alloc(D->ps, n * D->ps);
+		uint8_t *chunk = mmap(NULL, n * D->ps, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
+		if (chunk == MAP_FAILED)
+			goto out;
 		/* the free list has room for every twin that exists, so
 		 * dsm__twin_put never needs memory */
-		if (chunk && T.cap < total) {
+		if (T.cap < total) {
 			void **nf = realloc(T.free, total * sizeof(*nf));
 
 			if (nf) {
@@ -57,14 +75,16 @@ static void *twin_get(void)
 				T.cap = total;
 			}
 		}
-		if (!chunk || T.cap < total || vec_push(&T.chunks, (size_t)chunk)) {
-			free(chunk);
+		if (T.cap < total || vec_push(&T.chunks, (size_t)chunk)) {
+			munmap(chunk, n * D->ps);
 			goto out;
 		}
 		for (i = 0; i < n; i++)
 			T.free[T.nfree++] = chunk + i * D->ps;
 	}
 	t = T.free[--T.nfree];
+	if (T.cold > T.nfree)
+		T.cold = T.nfree;
 out:
 	pthread_mutex_unlock(&T.mu);
 	return t;
@@ -77,23 +97,63 @@ void dsm__twin_put(void *t)
 	pthread_mutex_unlock(&T.mu);
 }
 
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void dsm__twin_trim(void)
+{
+	size_t keep = TWIN_CACHE_BYTES / D->ps, n, i, run;
+
+	pthread_mutex_lock(&T.mu);
+	if (T.nfree - T.cold <= keep) {
+		pthread_mutex_unlock(&T.mu);
+		return;
+	}
+	/* free[cold .. nfree - keep) become cold: sorted, so that twins next
+	 * to each other go back in one call */
+	n = T.nfree - keep - T.cold;
+	if (T.sort_cap < n) {
+		void **ns = realloc(T.sort, n * sizeof(*ns));
+
+		if (!ns) {
+			pthread_mutex_unlock(&T.mu);
+			return;
+		}
+		T.sort = ns;
+		T.sort_cap = n;
+	}
+	memcpy(T.sort, T.free + T.cold, n * sizeof(*T.sort));
+	qsort(T.sort, n, sizeof(*T.sort), cmp_ptr);
+	for (i = 0; i < n; i += run) {
+		for (run = 1; i + run < n &&
+			      (uint8_t *)T.sort[i + run] == (uint8_t *)T.sort[i] + run * D->ps; run++)
+			;
+		madvise(T.sort[i], run * D->ps, MADV_DONTNEED);
+	}
+	T.cold += n;
+	pthread_mutex_unlock(&T.mu);
+}
+
 /* On the dirty list BEFORE the page is writable: a release that takes the
  * list while another thread already writes the page must find it there. */
 int dsm__twin_start(size_t idx, const void *contents)
 {
 	struct page_meta *m = &D->meta[idx];
-	void *t = twin_get();
-	int e;
 
-	if (!t)
-		return DSM_ENOMEM;
-	memcpy(t, contents, D->ps);
-	m->twin = t;
-	atomic_fetch_or(&m->flags, F_DIRTY);
-	e = dsm__dirty_push(idx);
-	if (e)
-		dsm__twin_cancel(idx);
-	return e;
+	if (!m->twin) {
+		void *t = twin_get();
+
+		if (!t)
+			return DSM_ENOMEM;
+		memcpy(t, contents, D->ps);
+		m->twin = t;
+	}
+	dsm__dirty_mark(idx);
+	return 0;
 }
 
 void dsm__twin_cancel(size_t idx)

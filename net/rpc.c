@@ -129,6 +129,9 @@ struct dsm__rpc {
 	pthread_t *workers;
 	int64_t spin_ns;               /* a sync caller polls this long, then sleeps */
 	struct stats st;
+	/* test seam (dsm__rpc_set_fault) */
+	_Atomic(dsm__rpc_fault_fn) fault_fn;
+	void *_Atomic fault_arg;
 };
 
 #define STAT(r, f) atomic_fetch_add_explicit(&(r)->st.f, 1, memory_order_relaxed)
@@ -280,6 +283,24 @@ static void complete(struct dsm__rpc *r, struct call *c, int status, const void 
 
 /* ---- client side ------------------------------------------------------- */
 
+void dsm__rpc_set_fault(struct dsm__rpc *r, dsm__rpc_fault_fn fn, void *arg)
+{
+	atomic_store(&r->fault_arg, arg);
+	atomic_store(&r->fault_fn, fn);
+}
+
+/* The test seam's verdict on sending p to peer: 0 or its error. */
+static inline int injected(struct dsm__rpc *r, unsigned peer, const struct dsm__rpc_proc *p)
+{
+	dsm__rpc_fault_fn fn = atomic_load_explicit(&r->fault_fn, memory_order_relaxed);
+	int e;
+
+	if (DSM__LIKELY(!fn))
+		return 0;
+	e = fn(atomic_load(&r->fault_arg), peer, p);
+	return e < 0 ? e : 0;
+}
+
 static int start_call(struct dsm__rpc *r, unsigned peer, struct call *c, const void *req)
 {
 	struct rpc_peer *rp;
@@ -287,6 +308,9 @@ static int start_call(struct dsm__rpc *r, unsigned peer, struct call *c, const v
 
 	if (!r || !r->chan || peer >= r->nodes || peer == r->rank || !c->p)
 		return DSM_EINVAL;
+	e = injected(r, peer, c->p);
+	if (e)
+		return e;
 	rp = &r->peers[peer];
 	pthread_mutex_lock(&rp->lock);
 	e = tab_insert(rp, c);
@@ -413,9 +437,14 @@ int dsm__rpc_call_async(struct dsm__rpc *r, unsigned peer, const struct dsm__rpc
 int dsm__rpc_send(struct dsm__rpc *r, unsigned peer, const struct dsm__rpc_proc *p,
 		  const void *msg)
 {
+	int e;
+
 	if (!r || !r->chan || !p || !(p->flags & DSM__RPC_F_ONEWAY) || peer >= r->nodes ||
 	    peer == r->rank)
 		return DSM_EINVAL;
+	e = injected(r, peer, p);
+	if (e)
+		return e;
 	return send_msg(r, peer, p->id, DSM__RPC_ONEWAY, 0, 0, p->req_size, p->req_encode, msg);
 }
 

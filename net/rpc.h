@@ -155,6 +155,13 @@ void dsm__rpc_stop_workers(struct dsm__rpc *r);
  * The channel must be destroyed first (no more callbacks). NULL is fine. */
 void dsm__rpc_destroy(struct dsm__rpc *r);
 
+/* Test seam (as SQLite's overridable syscalls): when set, fn runs before
+ * every call and one-way message is sent, and a negative return fails it
+ * with that code, nothing sent (as if the send had failed). NULL removes
+ * it. Any thread; takes effect for calls started afterwards. */
+typedef int (*dsm__rpc_fault_fn)(void *arg, unsigned peer, const struct dsm__rpc_proc *p);
+void dsm__rpc_set_fault(struct dsm__rpc *r, dsm__rpc_fault_fn fn, void *arg);
+
 struct dsm__rpc_stats {
 	uint64_t calls, replies_ok, replies_err, timeouts, peer_dead;
 	uint64_t handled_inline, handled_worker, job_allocs;

@@ -28,6 +28,9 @@
  *   freestress    threads of every node allocate (malloc, calloc), check,
  *                 fill and free each other's objects for TEST_DSM_SECONDS:
  *                 contents intact, calloc'd memory zero
+ *   misuse        re-locking a held lock, unlocking another thread's or a
+ *                 free lock, broadcasts whose roots or lengths differ
+ *                 between nodes: the exact error on every node, no hang
  *   finalize      ranks > 0 write into rank 0's pages and call dsm_finalize
  *                 right away; rank 0 barriers (the finalize barrier of the
  *                 others), checks the data, then finalizes. Must be last.
@@ -275,6 +278,7 @@ enum {
 	LK_ALLOC = 300,
 	LK_THREADS = 400,
 	LK_FREE = 500,
+	LK_MISUSE = 600,
 };
 
 /* ---- 1. visibility ---------------------------------------------------------- */
@@ -1442,7 +1446,96 @@ static void scenario_freestress(void)
 	REQUIRE(allocs > 0, "no allocation in %.0f s", secs);
 }
 
-/* ---- 11. finalize ------------------------------------------------------------- */
+/* ---- 11. misuse ------------------------------------------------------------- */
+
+/* What a careless program does gets a clear error on every node, at once,
+ * and changes nothing: a thread locking a lock it holds (DSM_EDEADLK, not
+ * a hang), unlocking a lock another thread holds (DSM_EPERM) or nobody
+ * holds (DSM_EINVAL), broadcasts called with different roots or lengths
+ * on different nodes (DSM_EINVAL on every node, including when no node
+ * thinks it is the root). Ordinary calls work afterwards. */
+struct mu_arg {
+	pthread_t tid;
+	uint32_t id;
+	volatile int stage; /* 1: locked; 2: may unlock; 3: unlocked */
+	int err;
+};
+
+static void *mu_holder(void *p)
+{
+	struct mu_arg *a = p;
+
+	a->err = dsm_lock(a->id);
+	a->stage = 1;
+	while (a->stage != 2)
+		usleep(1000);
+	if (!a->err)
+		a->err = dsm_unlock(a->id);
+	a->stage = 3;
+	return NULL;
+}
+
+static void expect_bcast(void *buf, size_t len, int root, int want, const char *what)
+{
+	double t0 = now_s();
+	int r = dsm_bcast(buf, len, root);
+
+	REQUIRE(r == want, "%s: dsm_bcast(%zu bytes, root %d) returned %d (%s), expected %d (%s)",
+		what, len, root, r, dsm_strerror(r), want, dsm_strerror(want));
+	REQUIRE(now_s() - t0 < 5, "%s: dsm_bcast took %.1f s", what, now_s() - t0);
+}
+
+static void scenario_misuse(void)
+{
+	uint32_t l = LK_MISUSE + (uint32_t)me, l2 = LK_MISUSE + 100 + (uint32_t)me;
+	struct mu_arg a = { .id = l2 };
+	uint64_t x = 0, y[2] = { 0, 0 };
+	double t0;
+	int r;
+
+	/* a lock the thread already holds */
+	CK(dsm_lock(l));
+	t0 = now_s();
+	r = dsm_lock(l);
+	REQUIRE(r == DSM_EDEADLK, "dsm_lock of a lock this thread holds returned %d (%s), "
+		"expected DSM_EDEADLK", r, dsm_strerror(r));
+	REQUIRE(now_s() - t0 < 1, "dsm_lock of a held lock took %.1f s", now_s() - t0);
+	CK(dsm_unlock(l));
+	r = dsm_unlock(l);
+	REQUIRE(r == DSM_EINVAL, "dsm_unlock of a lock nobody holds returned %d (%s), "
+		"expected DSM_EINVAL", r, dsm_strerror(r));
+
+	/* a lock another thread of this node holds */
+	r = pthread_create(&a.tid, NULL, mu_holder, &a);
+	REQUIRE(r == 0, "pthread_create: %s", strerror(r));
+	while (a.stage != 1)
+		usleep(1000);
+	REQUIRE(a.err == 0, "dsm_lock in a thread: %s", dsm_strerror(a.err));
+	r = dsm_unlock(l2);
+	REQUIRE(r == DSM_EPERM, "dsm_unlock of a lock another thread holds returned %d (%s), "
+		"expected DSM_EPERM", r, dsm_strerror(r));
+	a.stage = 2;
+	pthread_join(a.tid, NULL);
+	REQUIRE(a.err == 0, "the holder's own dsm_unlock after another thread's attempt: "
+		"%d (%s)", a.err, dsm_strerror(a.err));
+	CK(dsm_lock(l2));
+	CK(dsm_unlock(l2));
+	barrier();
+
+	/* broadcasts that do not agree */
+	if (nodes > 1) {
+		expect_bcast(&x, sizeof x, me % 2, DSM_EINVAL, "every node its own root");
+		expect_bcast(&x, sizeof x, (me + 1) % nodes, DSM_EINVAL, "no node the root");
+		expect_bcast(y, me == nodes - 1 ? sizeof y : sizeof x, 0, DSM_EINVAL,
+			     "one node another length");
+	}
+	/* and an ordinary one afterwards */
+	x = me == 0 ? 0x1234567890abcdefull : 0;
+	expect_bcast(&x, sizeof x, 0, 0, "after the errors");
+	REQUIRE(x == 0x1234567890abcdefull, "broadcast value %#" PRIx64, x);
+}
+
+/* ---- 12. finalize ------------------------------------------------------------- */
 
 static void print_stats(void);
 
@@ -1525,6 +1618,7 @@ static const struct {
 	{ "fetchadd", scenario_fetchadd },
 	{ "bcast", scenario_bcast },
 	{ "freestress", scenario_freestress },
+	{ "misuse", scenario_misuse },
 	{ "finalize", NULL },   /* ends the program: must come last */
 };
 #define N_SCENARIOS (int)(sizeof scenarios / sizeof scenarios[0])

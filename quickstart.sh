@@ -19,7 +19,10 @@ demo | test) ;;
 	;;
 esac
 
-pkgs=(gcc libc6-dev pkg-config meson ninja-build python3 libfabric-dev liburcu-dev check libpmix-dev)
+# libpmix-dev: the PMIx bootstrap (programs started by mpirun); openmpi-bin:
+# mpirun, so that the test of that path runs instead of skipping.
+pkgs=(gcc libc6-dev pkg-config meson ninja-build python3 libfabric-dev liburcu-dev check libpmix-dev
+	openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

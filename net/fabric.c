@@ -33,17 +33,27 @@
  * buffer at once. The sender's rank travels in our own header, so no
  * FI_SOURCE lookup per datagram.
  *
+ * Fatal signals: libraries that libfabric links or loads may take over
+ * SIGSEGV and its kin (Debian 12: libinfinipath, under the psm provider,
+ * from its constructor, before main). A constructor of ours and
+ * dsm__fabric_create hand such signals back to the program (see "fatal
+ * signals" below), so that a libdsm program dies of a foreign crash as it
+ * would without libdsm.
+ *
  * Threads: send() from any thread; progress(), wait_prepare(),
  * next_deadline() on the network thread only; create/destroy by the owner.
  */
 #include "xport.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,6 +461,206 @@ static void disable_mr_cache_monitor(void)
 	pthread_mutex_unlock(&lock);
 }
 
+/* ---- fatal signals ------------------------------------------------- */
+
+/*
+ * A libdsm program must die of a foreign crash (a bad pointer outside the
+ * shared region, abort()) exactly as it would without libdsm: killed by
+ * the signal, with a core where enabled. Some libraries that come with
+ * libfabric disagree: Debian 12's libfabric links the psm provider's
+ * libpsm_infinipath, whose libinfinipath.so.4 installs, from its ELF
+ * constructor (before main), a handler for SIGSEGV, SIGBUS, SIGILL and
+ * SIGABRT that prints a backtrace and exits with status 1. libfabric
+ * builds with loadable providers dlopen them, and the libraries they
+ * need, inside fi_getinfo, where the same constructors run.
+ *
+ * So, when libdsm is loaded (a constructor: before main, and also for a
+ * job of one node, which never calls libfabric) and again before the
+ * libfabric calls of dsm__fabric_create, a fatal signal whose handler
+ * lives in libfabric or in an object it needs (its DT_NEEDED closure, as
+ * the dynamic linker resolved it) is set back to SIG_DFL, the disposition
+ * exec leaves for a caught signal. (An inherited SIG_IGN would behave the
+ * same for these signals: the kernel kills on a fault regardless, and
+ * abort() resets it.) After those calls, a fatal signal whose handler
+ * changed during them gets back the one it had before them.
+ * A handler the program installed is never touched, and neither is the
+ * sigsegv pager's (it starts after the network, and chains to whatever
+ * handler it finds: now the program's or SIG_DFL).
+ *
+ * Limits: a program that links libfabric's psm libraries itself loses
+ * their handler too. A handler installed before libinfinipath's
+ * constructor ran (by AddressSanitizer, a preloaded crash reporter, or a
+ * process that dlopens libdsm) becomes SIG_DFL: libinfinipath keeps the
+ * handler it replaced to itself. IPATH_NO_BACKTRACE=1 in the environment
+ * (mpirun sets it for its ranks) stops libinfinipath from installing
+ * anything.
+ *
+ * Threads: fatal_lock is held from save to restore, across the libfabric
+ * calls, so that nodes created at once in one process (tests) cannot save
+ * each other's transient handlers; the constructor takes it too. Never
+ * called in signal context.
+ */
+static const int fatal_sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS };
+#define N_FATAL (sizeof(fatal_sigs) / sizeof(fatal_sigs[0]))
+#define FAB_DEPS_MAX 256 /* objects followed in libfabric's DT_NEEDED closure */
+
+static pthread_mutex_t fatal_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct fatal_saved {
+	struct sigaction sa[N_FATAL];
+};
+
+/*
+ * The string table of lm's dynamic section, or NULL. glibc relocates the
+ * d_ptr entries of l_ld in place on most targets; where it does not they
+ * are link-time addresses, below l_addr. The result must lie inside lm.
+ */
+static const char *dyn_strtab(const struct link_map *lm)
+{
+	for (const ElfW(Dyn) *d = lm->l_ld; d && d->d_tag != DT_NULL; d++) {
+		struct link_map *owner = NULL;
+		uintptr_t p;
+		Dl_info di;
+
+		if (d->d_tag != DT_STRTAB)
+			continue;
+		p = d->d_un.d_ptr;
+		if (p < lm->l_addr)
+			p += lm->l_addr;
+		if (!dladdr1((void *)p, &di, (void **)&owner, RTLD_DL_LINKMAP) || owner != lm)
+			return NULL;
+		return (const char *)p;
+	}
+	return NULL;
+}
+
+/* Whether target is libfabric or an object libfabric needs, directly or
+ * not. The main program never is. */
+static bool in_fabric_deps(const struct link_map *target)
+{
+	const struct link_map *seen[FAB_DEPS_MAX];
+	struct link_map *fab = NULL;
+	const struct link_map *exe;
+	size_t n = 0;
+	Dl_info di;
+
+	if (!dladdr1((void *)(uintptr_t)fi_getinfo, &di, (void **)&fab, RTLD_DL_LINKMAP) || !fab)
+		return false;
+	for (exe = fab; exe->l_prev; exe = exe->l_prev)
+		; /* the head of the list is the program */
+	if (target == exe || fab == exe)
+		return false; /* libfabric linked into the program: cannot tell */
+	seen[n++] = fab;
+	for (size_t i = 0; i < n; i++) {
+		const struct link_map *lm = seen[i];
+		const char *str;
+
+		if (lm == target)
+			return true;
+		str = dyn_strtab(lm);
+		for (const ElfW(Dyn) *d = lm->l_ld; str && d->d_tag != DT_NULL; d++) {
+			struct link_map *dep = NULL;
+			bool known = false;
+			void *h;
+
+			if (d->d_tag != DT_NEEDED)
+				continue;
+			/* The loaded object of that name, as the loader matched it. */
+			h = dlopen(str + d->d_un.d_val, RTLD_LAZY | RTLD_NOLOAD);
+			if (!h)
+				continue;
+			if (dlinfo(h, RTLD_DI_LINKMAP, &dep))
+				dep = NULL;
+			dlclose(h);
+			for (size_t k = 0; k < n && !known; k++)
+				known = seen[k] == dep;
+			if (!dep || known || dep == exe)
+				continue;
+			if (n == FAB_DEPS_MAX)
+				return false;
+			seen[n++] = dep;
+		}
+	}
+	return false;
+}
+
+/* The object that holds sa's handler if libfabric brought it in, else NULL. */
+static const char *fabrics_handler(const struct sigaction *sa)
+{
+	struct link_map *lm = NULL;
+	Dl_info di;
+
+	if (!(sa->sa_flags & SA_SIGINFO) &&
+	    (sa->sa_handler == SIG_DFL || sa->sa_handler == SIG_IGN))
+		return NULL;
+	if (!dladdr1((void *)(uintptr_t)sa->sa_handler, &di, (void **)&lm, RTLD_DL_LINKMAP) ||
+	    !lm || !in_fabric_deps(lm))
+		return NULL;
+	return di.dli_fname ? di.dli_fname : "?";
+}
+
+/* Gives back to SIG_DFL the fatal signals libfabric's objects took and
+ * records every fatal signal's disposition in s. Caller holds fatal_lock. */
+static void fatal_sigs_reclaim(struct fatal_saved *s)
+{
+	for (size_t i = 0; i < N_FATAL; i++) {
+		struct sigaction *sa = &s->sa[i];
+		const char *owner;
+
+		if (sigaction(fatal_sigs[i], NULL, sa)) {
+			sa->sa_handler = SIG_DFL; /* never: the numbers are valid */
+			continue;
+		}
+		owner = fabrics_handler(sa);
+		if (!owner)
+			continue;
+		DSM__DEBUG("fabric: SIG%s was handled by %s, loaded with libfabric: "
+			   "back to the default action", sigabbrev_np(fatal_sigs[i]), owner);
+		memset(sa, 0, sizeof(*sa));
+		sa->sa_handler = SIG_DFL;
+		sigemptyset(&sa->sa_mask);
+		sigaction(fatal_sigs[i], sa, NULL);
+	}
+}
+
+/*
+ * At load, after the constructors of the libraries libdsm needs (theirs
+ * run first) and before the program's own and main: the handlers that
+ * libfabric's libraries installed from their constructors go. This also
+ * covers a job of one node, which never calls into libfabric.
+ */
+__attribute__((constructor)) static void fatal_sigs_at_load(void)
+{
+	struct fatal_saved s;
+
+	pthread_mutex_lock(&fatal_lock);
+	fatal_sigs_reclaim(&s);
+	pthread_mutex_unlock(&fatal_lock);
+}
+
+/* Before the provider calls: takes fatal_lock, reclaims, records in s. */
+static void fatal_sigs_save(struct fatal_saved *s)
+{
+	pthread_mutex_lock(&fatal_lock);
+	fatal_sigs_reclaim(s);
+}
+
+/* After the provider calls: puts back each fatal signal's disposition
+ * from s if the calls changed it; releases fatal_lock. */
+static void fatal_sigs_restore(const struct fatal_saved *s)
+{
+	for (size_t i = 0; i < N_FATAL; i++) {
+		struct sigaction cur;
+
+		if (sigaction(fatal_sigs[i], NULL, &cur) || cur.sa_handler == s->sa[i].sa_handler)
+			continue;
+		DSM__DEBUG("fabric: SIG%s handler changed inside libfabric: put back",
+			   sigabbrev_np(fatal_sigs[i]));
+		sigaction(fatal_sigs[i], &s->sa[i], NULL);
+	}
+	pthread_mutex_unlock(&fatal_lock);
+}
+
 /*
  * Open the endpoint bound to src. The udp provider binds info->src_addr
  * inside fi_endpoint and returns bind()'s -errno (-FI_EADDRINUSE when the
@@ -508,11 +718,8 @@ static int bind_failed(struct fab *f, unsigned rank, const char *step, int r)
 	return ret;
 }
 
-/*
- * Open the transport (see xport.h). Owns nothing of cfg; *out is destroyed
- * with x->ops->destroy. Errors are logged naming the variable or address.
- */
-int dsm__fabric_create(const struct dsm__fabric_cfg *cfg, struct dsm__xport **out)
+/* Open the transport; dsm__fabric_create has checked cfg and out. */
+static int fab_open(const struct dsm__fabric_cfg *cfg, struct dsm__xport **out)
 {
 	const char *prov;
 	struct fi_info *hints;
@@ -523,9 +730,6 @@ int dsm__fabric_create(const struct dsm__fabric_cfg *cfg, struct dsm__xport **ou
 	size_t mtu;
 	int r, ret = 0;
 
-	if (!cfg || !out || !cfg->nodes || cfg->rank >= cfg->nodes || !cfg->addrs ||
-	    cfg->rx_posted < 0)
-		return DSM_EINVAL;
 	*out = NULL;
 	prov = cfg->provider && *cfg->provider ? cfg->provider : "udp";
 
@@ -738,5 +942,25 @@ fail_alloc:
 	free(f->peers);
 	free(f);
 	free(sins);
+	return ret;
+}
+
+/*
+ * Open the transport (see xport.h). Owns nothing of cfg; *out is destroyed
+ * with x->ops->destroy. Errors are logged naming the variable or address.
+ * Takes fatal_lock across the libfabric calls (see "fatal signals"): the
+ * fatal signals libfabric's libraries took are the program's again.
+ */
+int dsm__fabric_create(const struct dsm__fabric_cfg *cfg, struct dsm__xport **out)
+{
+	struct fatal_saved saved;
+	int ret;
+
+	if (!cfg || !out || !cfg->nodes || cfg->rank >= cfg->nodes || !cfg->addrs ||
+	    cfg->rx_posted < 0)
+		return DSM_EINVAL;
+	fatal_sigs_save(&saved);
+	ret = fab_open(cfg, out);
+	fatal_sigs_restore(&saved);
 	return ret;
 }

@@ -17,6 +17,17 @@
  * Whoever clears OP or FAULT also clears WAIT and wakes the futex if it was
  * set. All updates are CAS loops; no update allocates or blocks, so the
  * SIGSEGV handler may take part.
+ *
+ * Used groups. The state words are MAP_NORESERVE memory, and on some
+ * kernels even a load of a never-touched anonymous page allocates it (no
+ * shared zero page): a scan of every word of a 64 GiB region would commit
+ * 64 MiB. So the words are grouped by page of the state array (a group is
+ * pgsz / 4 pages of the region) and pg->used has one bit per group, set
+ * (by dsm__pager_install, before it claims OP) before any page of the group
+ * first leaves NONE, and never cleared. Range scans and
+ * dsm__pager_access() skip the groups whose bit is clear without reading
+ * their words; the fault paths read the word of the page that faulted (it
+ * is about to be installed). Why a skip is right: see pager.c.
  */
 #ifndef DSM_PAGER_PAGER_BACKEND_H
 #define DSM_PAGER_PAGER_BACKEND_H
@@ -89,6 +100,8 @@ struct dsm__pager {
 	unsigned pgshift;
 	size_t npages;
 	_Atomic uint32_t *st;   /* npages state words (MAP_NORESERVE) */
+	_Atomic uint64_t *used; /* one bit per group of state words, see above */
+	unsigned gshift;        /* log2 of the pages of a group */
 	const void *zero;       /* one read-only page of zeros */
 	int nthreads;
 	long spin_ns;

@@ -256,6 +256,7 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 	struct dsm__pager *pg, *expect = NULL;
 	const struct dsm__pager_ops *ops;
 	long ps = sysconf(_SC_PAGESIZE);
+	size_t ngroups;
 	int r;
 
 	if (!cfg || !out || !cfg->read_fault || !cfg->write_fault)
@@ -299,6 +300,13 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 		goto fail_st;
 	}
 	madvise(pg->st, pg->npages * sizeof(*pg->st), MADV_DONTFORK);
+	pg->gshift = pg->pgshift - (unsigned)__builtin_ctz(sizeof(*pg->st));
+	ngroups = (pg->npages + ((size_t)1 << pg->gshift) - 1) >> pg->gshift;
+	pg->used = calloc((ngroups + 63) / 64, sizeof(*pg->used));
+	if (!pg->used) {
+		r = DSM_ENOMEM;
+		goto fail_used;
+	}
 	pg->zero = mmap(NULL, pg->pgsz, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (pg->zero == MAP_FAILED) {
 		r = DSM_ENOMEM;
@@ -316,6 +324,8 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 fail_reserve:
 	munmap((void *)pg->zero, pg->pgsz);
 fail_zero:
+	free(pg->used);
+fail_used:
 	munmap(pg->st, pg->npages * sizeof(*pg->st));
 fail_st:
 	atomic_store(&dsm__pager_live, NULL);
@@ -352,6 +362,7 @@ void dsm__pager_destroy(struct dsm__pager *pg)
 	dsm__pager_stop(pg);
 	pg->ops->release(pg);
 	munmap((void *)pg->zero, pg->pgsz);
+	free(pg->used);
 	munmap(pg->st, pg->npages * sizeof(*pg->st));
 	atomic_store(&dsm__pager_live, NULL);
 	free(pg);
@@ -386,6 +397,65 @@ void dsm__pager_get_stats(const struct dsm__pager *pg, struct dsm__pager_stats *
 	o->installs = atomic_load_explicit(&pg->cnt.installs, memory_order_relaxed);
 	o->drops = atomic_load_explicit(&pg->cnt.drops, memory_order_relaxed);
 	o->protects = atomic_load_explicit(&pg->cnt.protects, memory_order_relaxed);
+}
+
+/* ---- used groups ------------------------------------------------------ */
+
+/*
+ * pg->used (see pager-backend.h): bit g is set before any page of group g
+ * first leaves NONE and is never cleared, so that range operations and
+ * dsm__pager_access() need not read (and so commit) the state words of
+ * groups no page of which was ever installed.
+ *
+ * Why skipping a group whose bit reads clear is right, with concurrent
+ * calls. A page leaves NONE only through dsm__pager_install (protect and
+ * drop change present pages only; the fault paths set FAULT/SKIP/WAIT, never
+ * ACC), and install sets the bit (a seq_cst RMW, or an acquire load that
+ * sees it set by an earlier RMW) before its CAS that takes OP, which comes
+ * before the CAS that records the new ACC. So if a scanner's load reads the
+ * bit clear, that load precedes the setting RMW in the single order of
+ * seq_cst operations, hence precedes every OP and ACC change in the group:
+ * at that moment every page of the group was NONE with OP clear, exactly
+ * what reading their words would have found, and protect/drop leave NONE
+ * pages alone. The scan of that group is thus linearised at the bit's load,
+ * as a word-by-word scan is linearised page by page. An install that races
+ * with the scan is ordered after it (as if it had come a moment later);
+ * one that happened before the scan (returned, then signalled the scanning
+ * thread) is seen: the bit is set before install returns, and read-read
+ * coherence then makes the scanner read it set. The bit is not cleared when
+ * pages are dropped again: the group's state page is committed from then on
+ * (at most 1/1024 of the memory those pages held), and clearing it would
+ * race with installs.
+ */
+
+static bool group_used(const struct dsm__pager *pg, size_t g)
+{
+	return atomic_load_explicit(&pg->used[g >> 6], memory_order_acquire) >> (g & 63) & 1;
+}
+
+/* Before page idx first leaves NONE. Any thread; once per group it is an
+ * atomic RMW, afterwards one load. */
+static void group_mark(struct dsm__pager *pg, size_t idx)
+{
+	size_t g = idx >> pg->gshift;
+	uint64_t bit = (uint64_t)1 << (g & 63);
+
+	if (!(atomic_load_explicit(&pg->used[g >> 6], memory_order_acquire) & bit))
+		atomic_fetch_or(&pg->used[g >> 6], bit);
+}
+
+/* How many pages from idx on, up to last, lie in groups never used: 0 if
+ * idx's group is used; else up to the next used group, or last. */
+static size_t unused_pages(const struct dsm__pager *pg, size_t idx, size_t last)
+{
+	size_t g = idx >> pg->gshift, end;
+	uint64_t bits = atomic_load_explicit(&pg->used[g >> 6], memory_order_acquire) >> (g & 63);
+
+	if (bits & 1)
+		return 0;
+	/* groups g .. g+k-1 unused, k up to the next set bit of the word */
+	end = (g + (bits ? (size_t)__builtin_ctzll(bits) : 64 - (g & 63))) << pg->gshift;
+	return DSM__MIN(end, last) - idx;
 }
 
 /* ---- per-page state --------------------------------------------------- */
@@ -475,6 +545,7 @@ int dsm__pager_install(struct dsm__pager *pg, void *page, const void *src, int a
 	    (access != DSM__PAGER_READ && access != DSM__PAGER_RW))
 		return DSM_EINVAL;
 	idx = dsm__pager_index(pg, a);
+	group_mark(pg, idx);
 	op_claim(pg, idx, false, -1, &s);
 	if ((s & DSM__PS_ACC) != DSM__PAGER_NONE) {
 		op_release(pg, idx, s & DSM__PS_ACC);
@@ -521,35 +592,51 @@ static int apply_run(struct dsm__pager *pg, size_t first, size_t n, int access)
 	return err;
 }
 
+/* Apply the run of *run claimed pages from start, if any; keep the first
+ * error in *err. */
+static void flush_run(struct dsm__pager *pg, size_t start, size_t *run, int access, int *err)
+{
+	int r;
+
+	if (!*run)
+		return;
+	r = apply_run(pg, start, *run, access);
+	if (r && !*err)
+		*err = r;
+	*run = 0;
+}
+
+/* Whole groups never used are skipped without reading their words (see
+ * "used groups" above); a skipped hole ends the run being built. */
 static int change_range(struct dsm__pager *pg, void *addr, size_t len, int access)
 {
-	size_t first, last, run = 0, run_start = 0;
+	size_t i, last, skip, gend, run = 0, run_start = 0;
 	uint32_t s;
-	int r, err = 0;
+	int err = 0;
 
 	if (!range_ok(pg, (uintptr_t)addr, len))
 		return DSM_EINVAL;
-	first = dsm__pager_index(pg, (uintptr_t)addr);
-	last = first + (len >> pg->pgshift);
-	for (size_t i = first; i < last; i++) {
-		if (op_claim(pg, i, true, access, &s)) {
-			if (!run)
-				run_start = i;
-			run++;
+	i = dsm__pager_index(pg, (uintptr_t)addr);
+	last = i + (len >> pg->pgshift);
+	while (i < last) {
+		skip = unused_pages(pg, i, last);
+		if (skip) {
+			flush_run(pg, run_start, &run, access, &err);
+			i += skip;
 			continue;
 		}
-		if (run) {
-			r = apply_run(pg, run_start, run, access);
-			if (r && !err)
-				err = r;
-			run = 0;
+		gend = DSM__MIN(last, ((i >> pg->gshift) + 1) << pg->gshift);
+		for (; i < gend; i++) {
+			if (op_claim(pg, i, true, access, &s)) {
+				if (!run)
+					run_start = i;
+				run++;
+			} else {
+				flush_run(pg, run_start, &run, access, &err);
+			}
 		}
 	}
-	if (run) {
-		r = apply_run(pg, run_start, run, access);
-		if (r && !err)
-			err = r;
-	}
+	flush_run(pg, run_start, &run, access, &err);
 	return err;
 }
 
@@ -571,7 +658,12 @@ int dsm__pager_access(struct dsm__pager *pg, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
 
+	size_t idx;
+
 	if (!pg || a < pg->base || a - pg->base >= pg->size)
 		return DSM_EINVAL;
-	return (int)(atomic_load(&pg->st[dsm__pager_index(pg, a)]) & DSM__PS_ACC);
+	idx = dsm__pager_index(pg, a);
+	if (!group_used(pg, idx >> pg->gshift))
+		return DSM__PAGER_NONE;
+	return (int)(atomic_load(&pg->st[idx]) & DSM__PS_ACC);
 }

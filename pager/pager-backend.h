@@ -57,9 +57,9 @@ struct dsm__pager;
 /*
  * A backend. Every slot is set (no NULL). The range slots are called by
  * pager.c with OP held on every page of the range, and only for pages
- * whose state the call changes; they do the system calls, pager.c updates
- * the state words. Return 0 or a negative DSM_E* code (-errno converted
- * once here).
+ * whose state the call changes; they do the system calls (through
+ * DSM__SYS, below), pager.c updates the state words. Return 0 or a
+ * negative DSM_E* code (-errno converted once here).
  */
 struct dsm__pager_ops {
 	const char *name;
@@ -153,6 +153,25 @@ uint32_t dsm__pager_fault_run(struct dsm__pager *pg, size_t idx, int kind);
  * MAP_FIXED_NOREPLACE | MAP_NORESERVE, not inherited by fork, no huge
  * pages. DSM_EADDRINUSE (logged naming DSM_BASE) if the range is taken. */
 int dsm__pager_map_region(struct dsm__pager *pg, int prot, int flags, int fd);
+
+/* The system call table in use (syscall.c): the slots of struct
+ * dsm__pager_syscalls (pager.h), each atomic so that a test may replace it
+ * while service threads call it. Call as DSM__SYS(mprotect)(a, len, prot). */
+struct dsm__pager_sys_slots {
+	void *(*_Atomic mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+	int (*_Atomic munmap)(void *addr, size_t len);
+	int (*_Atomic mprotect)(void *addr, size_t len, int prot);
+	int (*_Atomic madvise)(void *addr, size_t len, int advice);
+	int (*_Atomic ioctl)(int fd, unsigned long req, ...);
+	int (*_Atomic userfaultfd)(int flags);
+	int (*_Atomic memfd_create)(const char *name, unsigned flags);
+	int (*_Atomic ftruncate)(int fd, off_t len);
+	int (*_Atomic fallocate)(int fd, int mode, off_t off, off_t len);
+};
+
+extern struct dsm__pager_sys_slots dsm__pager_sys;
+
+#define DSM__SYS(slot) atomic_load_explicit(&dsm__pager_sys.slot, memory_order_acquire)
 
 /* The live pager (at most one per process; NULL when none). */
 extern struct dsm__pager *_Atomic dsm__pager_live;

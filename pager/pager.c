@@ -219,7 +219,8 @@ static int choose(const char *name, const struct dsm__pager_ops **out)
 int dsm__pager_map_region(struct dsm__pager *pg, int prot, int flags, int fd)
 {
 	void *want = (void *)pg->base;
-	void *p = mmap(want, pg->size, prot, flags | MAP_FIXED_NOREPLACE | MAP_NORESERVE, fd, 0);
+	void *p = DSM__SYS(mmap)(want, pg->size, prot,
+				 flags | MAP_FIXED_NOREPLACE | MAP_NORESERVE, fd, 0);
 
 	if (p == MAP_FAILED) {
 		int e = errno;
@@ -238,13 +239,13 @@ int dsm__pager_map_region(struct dsm__pager *pg, int prot, int flags, int fd)
 	}
 	if (p != want) {
 		/* A kernel without MAP_FIXED_NOREPLACE took it as a hint. */
-		munmap(p, pg->size);
+		DSM__SYS(munmap)(p, pg->size);
 		DSM__ERR("DSM_BASE=%#lx: the range is taken (the kernel offered %p); set "
 			 "DSM_BASE to a free range", (unsigned long)pg->base, p);
 		return DSM_EADDRINUSE;
 	}
-	madvise(p, pg->size, MADV_DONTFORK);
-	madvise(p, pg->size, MADV_NOHUGEPAGE);
+	DSM__SYS(madvise)(p, pg->size, MADV_DONTFORK);
+	DSM__SYS(madvise)(p, pg->size, MADV_NOHUGEPAGE);
 	return 0;
 }
 
@@ -293,13 +294,13 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 		r = DSM_EBUSY;
 		goto fail_cfg;
 	}
-	pg->st = mmap(NULL, pg->npages * sizeof(*pg->st), PROT_READ | PROT_WRITE,
+	pg->st = DSM__SYS(mmap)(NULL, pg->npages * sizeof(*pg->st), PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pg->st == MAP_FAILED) {
 		r = DSM_ENOMEM;
 		goto fail_st;
 	}
-	madvise(pg->st, pg->npages * sizeof(*pg->st), MADV_DONTFORK);
+	DSM__SYS(madvise)(pg->st, pg->npages * sizeof(*pg->st), MADV_DONTFORK);
 	pg->gshift = pg->pgshift - (unsigned)__builtin_ctz(sizeof(*pg->st));
 	ngroups = (pg->npages + ((size_t)1 << pg->gshift) - 1) >> pg->gshift;
 	pg->used = calloc((ngroups + 63) / 64, sizeof(*pg->used));
@@ -307,7 +308,7 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 		r = DSM_ENOMEM;
 		goto fail_used;
 	}
-	pg->zero = mmap(NULL, pg->pgsz, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pg->zero = DSM__SYS(mmap)(NULL, pg->pgsz, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (pg->zero == MAP_FAILED) {
 		r = DSM_ENOMEM;
 		goto fail_zero;
@@ -322,11 +323,11 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 	return 0;
 
 fail_reserve:
-	munmap((void *)pg->zero, pg->pgsz);
+	DSM__SYS(munmap)((void *)pg->zero, pg->pgsz);
 fail_zero:
 	free(pg->used);
 fail_used:
-	munmap(pg->st, pg->npages * sizeof(*pg->st));
+	DSM__SYS(munmap)(pg->st, pg->npages * sizeof(*pg->st));
 fail_st:
 	atomic_store(&dsm__pager_live, NULL);
 fail_cfg:
@@ -361,9 +362,9 @@ void dsm__pager_destroy(struct dsm__pager *pg)
 		return;
 	dsm__pager_stop(pg);
 	pg->ops->release(pg);
-	munmap((void *)pg->zero, pg->pgsz);
+	DSM__SYS(munmap)((void *)pg->zero, pg->pgsz);
 	free(pg->used);
-	munmap(pg->st, pg->npages * sizeof(*pg->st));
+	DSM__SYS(munmap)(pg->st, pg->npages * sizeof(*pg->st));
 	atomic_store(&dsm__pager_live, NULL);
 	free(pg);
 }

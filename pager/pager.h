@@ -71,6 +71,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "dsm_errors.h"
 
@@ -202,6 +203,61 @@ void dsm__pager_set_fatal_handler(dsm__pager_fatal_fn fn);
 /* Call the fatal handler for addr and err, then end the process with
  * DSM_EXIT_FAULT. Never returns. */
 _Noreturn void dsm__pager_fatal(void *addr, int err);
+
+/*
+ * The system calls of the pager, for tests that inject failures (the model
+ * is SQLite's os_unix.c aSyscall[]). Each slot has the libc prototype
+ * (ioctl is variadic, as in libc: the pager always passes one pointer);
+ * userfaultfd(flags) stands for syscall(SYS_userfaultfd, flags). Which
+ * backend operation makes which call:
+ *   uffd     create: userfaultfd, ioctl (UFFDIO_API, UFFDIO_REGISTER), mmap,
+ *                    mprotect, madvise (MADV_DONTFORK, MADV_NOHUGEPAGE);
+ *            install: ioctl UFFDIO_COPY; protect: ioctl UFFDIO_WRITEPROTECT;
+ *            drop: madvise MADV_DONTNEED; stop: mprotect, ioctl
+ *            UFFDIO_UNREGISTER; fault service: ioctl UFFDIO_WAKE; destroy:
+ *            munmap.
+ *   sigsegv  create: memfd_create, ftruncate, mmap (region and alias),
+ *            madvise; install: mprotect (after a memcpy into the alias; on
+ *            failure fallocate punches the page out); protect: mprotect;
+ *            drop: mprotect PROT_NONE then fallocate PUNCH_HOLE; stop:
+ *            mprotect; destroy: munmap.
+ *   both     create: mmap of the state words and of the zero page.
+ * A replacement fails as the kernel does: errno set, -1 (MAP_FAILED for
+ * mmap). The pager converts errno once, where the call returns, to the
+ * codes its functions document (install and protect: ENOMEM -> DSM_ENOMEM,
+ * anything else -> DSM_ESYS; install also EEXIST -> DSM_EBUSY, EFAULT ->
+ * DSM_EINVAL; drop: DSM_ESYS), and a page whose call failed keeps the
+ * access it had, in the records and in the kernel.
+ */
+struct dsm__pager_syscalls {
+	void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+	int (*munmap)(void *addr, size_t len);
+	int (*mprotect)(void *addr, size_t len, int prot);
+	int (*madvise)(void *addr, size_t len, int advice);
+	int (*ioctl)(int fd, unsigned long req, ...);
+	int (*userfaultfd)(int flags);
+	int (*memfd_create)(const char *name, unsigned flags);
+	int (*ftruncate)(int fd, off_t len);
+	int (*fallocate)(int fd, int mode, off_t off, off_t len);
+};
+
+/* Fill *out with the calls in use now (initially the real ones: a test
+ * keeps them to pass through the calls it does not fail). Any thread. */
+void dsm__pager_syscalls_get(struct dsm__pager_syscalls *out);
+
+/* Use the calls in *in from now on, in every pager of the process; a NULL
+ * slot, or in == NULL, restores the real call. To replace one call:
+ *   struct dsm__pager_syscalls sys;
+ *   dsm__pager_syscalls_get(&sys);   (and keep a copy as the real ones)
+ *   sys.mprotect = failing_mprotect;
+ *   dsm__pager_syscalls_set(&sys);
+ *   ...
+ *   dsm__pager_syscalls_set(NULL);
+ * Any thread, at any time: each slot is replaced atomically (a pager call
+ * already under way may still use the previous function of a slot; slots
+ * are not replaced together as one). For tests only; not thread-safe
+ * against concurrent set calls. */
+void dsm__pager_syscalls_set(const struct dsm__pager_syscalls *in);
 
 /* Parse a size with an optional binary suffix K, M, G, T (also KiB, ...,
  * case-insensitive): "64G" = 64 << 30. 0 or DSM_ECONFIG. */

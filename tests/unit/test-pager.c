@@ -12,13 +12,16 @@
 #include <grp.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -183,6 +186,7 @@ static void setup_size(int b, size_t size)
 
 static void teardown(void)
 {
+	dsm__pager_syscalls_set(NULL); /* a failed case may leave one injected */
 	dsm__pager_destroy(T.pg);
 	T.pg = NULL;
 }
@@ -841,6 +845,259 @@ START_TEST(pager_callback_error)
 }
 END_TEST
 
+/* ---- injected system call failures ------------------------------------ */
+
+/*
+ * Through the pager's system call table: the page operations (mprotect for
+ * sigsegv; UFFDIO_COPY, UFFDIO_WRITEPROTECT and MADV_DONTNEED for uffd) on
+ * [fail_lo, fail_hi) fail with fail_errno; every other call goes to the
+ * real one.
+ */
+static struct dsm__pager_syscalls real_sys;
+static uintptr_t fail_lo, fail_hi;
+static int fail_errno;
+static atomic_int injected;
+
+static int fail_now(uintptr_t a, size_t len)
+{
+	if (a >= fail_hi || a + len <= fail_lo)
+		return 0;
+	atomic_fetch_add(&injected, 1);
+	errno = fail_errno;
+	return -1;
+}
+
+static int fail_mprotect(void *a, size_t len, int prot)
+{
+	return fail_now((uintptr_t)a, len) ? -1 : real_sys.mprotect(a, len, prot);
+}
+
+static int fail_madvise(void *a, size_t len, int advice)
+{
+	if (advice == MADV_DONTNEED && fail_now((uintptr_t)a, len))
+		return -1;
+	return real_sys.madvise(a, len, advice);
+}
+
+static int fail_ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (req == UFFDIO_WRITEPROTECT) {
+		const struct uffdio_writeprotect *wp = arg;
+
+		if (fail_now(wp->range.start, wp->range.len))
+			return -1;
+	} else if (req == UFFDIO_COPY) {
+		const struct uffdio_copy *c = arg;
+
+		if (fail_now(c->dst, c->len))
+			return -1;
+	}
+	return real_sys.ioctl(fd, req, arg);
+}
+
+/* From now on the page operations on [a, a+len) fail with errno e. */
+static void inject(void *a, size_t len, int e)
+{
+	struct dsm__pager_syscalls sys;
+
+	dsm__pager_syscalls_get(&real_sys);
+	fail_lo = (uintptr_t)a;
+	fail_hi = fail_lo + len;
+	fail_errno = e;
+	atomic_store(&injected, 0);
+	sys = real_sys;
+	sys.mprotect = fail_mprotect;
+	sys.madvise = fail_madvise;
+	sys.ioctl = fail_ioctl;
+	dsm__pager_syscalls_set(&sys);
+}
+
+/* Does a store to page trap (as a write fault on a present page)? */
+static bool store_traps(char *page)
+{
+	int w = N(writes_present);
+
+	*(volatile char *)(page + 100) = 1;
+	return N(writes_present) != w;
+}
+
+/* A protect whose system call fails returns a negative DSM_E* code and
+ * leaves the page's recorded access as it was, which is also what the
+ * kernel still enforces: a READ page still traps on a store, an RW page
+ * still does not. In a run, the pages whose call succeeded change. */
+START_TEST(pager_protect_failure)
+{
+	char *a, *b, *c;
+	int r;
+
+	SETUP(_i);
+	a = T.base + 50 * T.ps;
+	b = T.base + 51 * T.ps;
+	ck_assert_int_eq(dsm__pager_install(T.pg, a, NULL, DSM__PAGER_READ), 0);
+	ck_assert_int_eq(dsm__pager_install(T.pg, b, NULL, DSM__PAGER_RW), 0);
+
+	/* READ -> RW fails with ENOMEM */
+	inject(a, T.ps, ENOMEM);
+	r = dsm__pager_protect(T.pg, a, T.ps, DSM__PAGER_RW);
+	ck_assert_int_gt(atomic_load(&injected), 0);
+	dsm__pager_syscalls_set(NULL);
+	ck_assert_int_eq(r, DSM_ENOMEM);
+	ck_assert_int_eq(dsm__pager_access(T.pg, a), DSM__PAGER_READ);
+	ck_assert(store_traps(a));
+	ck_assert_int_eq(dsm__pager_access(T.pg, a), DSM__PAGER_RW);
+
+	/* RW -> READ (what a release does) fails with ENOMEM, then EIO */
+	inject(b, T.ps, ENOMEM);
+	r = dsm__pager_protect(T.pg, b, T.ps, DSM__PAGER_READ);
+	dsm__pager_syscalls_set(NULL);
+	ck_assert_int_eq(r, DSM_ENOMEM);
+	ck_assert_int_eq(dsm__pager_access(T.pg, b), DSM__PAGER_RW);
+	ck_assert(!store_traps(b));
+	inject(b, T.ps, EIO);
+	r = dsm__pager_protect(T.pg, b, T.ps, DSM__PAGER_READ);
+	dsm__pager_syscalls_set(NULL);
+	ck_assert_int_eq(r, DSM_ESYS);
+	ck_assert_int_eq(dsm__pager_access(T.pg, b), DSM__PAGER_RW);
+	ck_assert(!store_traps(b));
+	/* and once the call works again, the protect does */
+	ck_assert_int_eq(dsm__pager_protect(T.pg, b, T.ps, DSM__PAGER_READ), 0);
+	ck_assert(store_traps(b));
+
+	/* a run of three RW pages whose middle page fails */
+	c = T.base + 60 * T.ps;
+	for (int k = 0; k < 3; k++)
+		ck_assert_int_eq(dsm__pager_install(T.pg, c + k * T.ps, NULL, DSM__PAGER_RW), 0);
+	inject(c + T.ps, T.ps, ENOMEM);
+	r = dsm__pager_protect(T.pg, c, 3 * T.ps, DSM__PAGER_READ);
+	dsm__pager_syscalls_set(NULL);
+	ck_assert_int_eq(r, DSM_ENOMEM);
+	ck_assert_int_eq(dsm__pager_access(T.pg, c), DSM__PAGER_READ);
+	ck_assert_int_eq(dsm__pager_access(T.pg, c + T.ps), DSM__PAGER_RW);
+	ck_assert_int_eq(dsm__pager_access(T.pg, c + 2 * T.ps), DSM__PAGER_READ);
+	ck_assert(store_traps(c));
+	ck_assert(!store_traps(c + T.ps));
+	ck_assert(store_traps(c + 2 * T.ps));
+	ck_assert_int_eq(N(reads) + N(writes_absent), 0);
+}
+END_TEST
+
+/* A drop whose system call fails keeps the page, contents and access. */
+START_TEST(pager_drop_failure)
+{
+	uint64_t buf[8192 / 8];
+	char *a;
+	int r;
+
+	SETUP(_i);
+	a = T.base + 70 * T.ps;
+	fill(buf, 70, 9, T.ps);
+	ck_assert_int_eq(dsm__pager_install(T.pg, a, buf, DSM__PAGER_READ), 0);
+	inject(a, T.ps, ENOMEM);
+	r = dsm__pager_drop(T.pg, T.base + 69 * T.ps, 3 * T.ps);
+	ck_assert_int_gt(atomic_load(&injected), 0);
+	dsm__pager_syscalls_set(NULL);
+	ck_assert_msg(r < 0 && r > DSM_ERRNO_MIN, "drop returned %d", r);
+	ck_assert_int_eq(dsm__pager_access(T.pg, a), DSM__PAGER_READ);
+	check_page(a, 70, 9);
+	ck_assert(store_traps(a));
+	ck_assert_int_eq(N(reads) + N(writes_absent), 0);
+}
+END_TEST
+
+/* An install whose system call fails leaves the page not present; the next
+ * touch faults as usual. */
+START_TEST(pager_install_failure)
+{
+	uint64_t buf[8192 / 8];
+	char *a;
+	int r;
+
+	SETUP(_i);
+	a = T.base + 80 * T.ps;
+	fill(buf, 80, 7, T.ps);
+	inject(a, T.ps, ENOMEM);
+	r = dsm__pager_install(T.pg, a, buf, DSM__PAGER_RW);
+	ck_assert_int_gt(atomic_load(&injected), 0);
+	dsm__pager_syscalls_set(NULL);
+	ck_assert_int_eq(r, DSM_ENOMEM);
+	ck_assert_int_eq(dsm__pager_access(T.pg, a), DSM__PAGER_NONE);
+	check_page(a, 80, 1); /* read fault: the callback installs gen 1 */
+	ck_assert_int_eq(N(reads), 1);
+}
+END_TEST
+
+/* Big mappings (the state words, the region) fail; the probes' pass. */
+static void *fail_mmap(void *a, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if (len < ((size_t)1 << 20))
+		return real_sys.mmap(a, len, prot, flags, fd, off);
+	errno = ENOMEM;
+	return MAP_FAILED;
+}
+
+static int fail_userfaultfd(int flags)
+{
+	(void)flags;
+	errno = ENOSYS;
+	return -1;
+}
+
+static int fail_memfd_create(const char *name, unsigned flags)
+{
+	(void)name, (void)flags;
+	errno = EMFILE;
+	return -1;
+}
+
+static int fail_ftruncate(int fd, off_t len)
+{
+	(void)fd, (void)len;
+	errno = EFBIG;
+	return -1;
+}
+
+/* Creation fails cleanly when a system call it makes fails (and the next
+ * creation works: nothing was left behind). */
+START_TEST(pager_create_failure)
+{
+	struct dsm__pager_cfg cfg = { .backend = backend_name[_i], .read_fault = read_cb,
+				      .write_fault = write_cb, .spin_ns = -1 };
+	struct dsm__pager_syscalls sys;
+	int want[4] = { DSM_ENOMEM, DSM_ENOTSUP, DSM_ENOTSUP, DSM_ENOMEM };
+	int r;
+
+	if (!backend_ok[_i])
+		return;
+	for (int k = 0; k < 4; k++) {
+		if ((k == 1 && _i != 0) || (k >= 2 && _i != 1))
+			continue; /* userfaultfd: uffd; memfd_create, ftruncate: sigsegv */
+		dsm__pager_syscalls_get(&sys);
+		real_sys = sys;
+		if (k == 0)
+			sys.mmap = fail_mmap;
+		else if (k == 1)
+			sys.userfaultfd = fail_userfaultfd;
+		else if (k == 2)
+			sys.memfd_create = fail_memfd_create;
+		else
+			sys.ftruncate = fail_ftruncate;
+		dsm__pager_syscalls_set(&sys);
+		r = dsm__pager_create(&cfg, &T.pg);
+		dsm__pager_syscalls_set(NULL);
+		ck_assert_msg(r == want[k], "%s, failure %d: %d", backend_name[_i], k, r);
+		ck_assert_int_eq(dsm__pager_create(&cfg, &T.pg), 0);
+		dsm__pager_destroy(T.pg);
+		T.pg = NULL;
+	}
+}
+END_TEST
+
 /* ---- configuration and selection -------------------------------------- */
 
 START_TEST(pager_config)
@@ -1121,6 +1378,10 @@ static Suite *pager_suite(void)
 	tcase_add_loop_test(tc, pager_foreign_fault_kills, 0, 2);
 	tcase_add_loop_test(tc, pager_stop_then_touch_crashes, 0, 2);
 	tcase_add_loop_test(tc, pager_callback_error, 0, 2);
+	tcase_add_loop_test(tc, pager_protect_failure, 0, 2);
+	tcase_add_loop_test(tc, pager_drop_failure, 0, 2);
+	tcase_add_loop_test(tc, pager_install_failure, 0, 2);
+	tcase_add_loop_test(tc, pager_create_failure, 0, 2);
 	tcase_add_loop_test(tc, pager_config, 0, 2);
 	tcase_add_loop_test(tc, pager_select_without_uffd, 0, 2);
 	tcase_add_loop_test(tc, pager_many_threads, 0, 2);

@@ -176,4 +176,22 @@ extern struct dsm__pager_sys_slots dsm__pager_sys;
 /* The live pager (at most one per process; NULL when none). */
 extern struct dsm__pager *_Atomic dsm__pager_live;
 
+/* fork.c: set in the child of a fork() made while a pager existed (see
+ * dsm__pager_forked); the pager's functions then return DSM_ECLOSED. */
+extern atomic_bool dsm__pager_in_child;
+
+static inline bool dsm__pager_child(void)
+{
+	return atomic_load_explicit(&dsm__pager_in_child, memory_order_relaxed);
+}
+
+/* fork.c: register the atfork child handler (once per process). 0 or
+ * DSM_ENOMEM. */
+int dsm__pager_fork_init(void);
+
+/* fork.c, in a forked child: map the region's range PROT_NONE (again, after
+ * the backend's release unmapped it), so that a touch still ends the child
+ * with the message. Async-signal-safe. */
+void dsm__pager_fork_guard(void);
+
 #endif /* DSM_PAGER_PAGER_BACKEND_H */

@@ -262,6 +262,14 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 
 	if (!cfg || !out || !cfg->read_fault || !cfg->write_fault)
 		return DSM_EINVAL;
+	if (dsm__pager_child()) {
+		DSM__ERR("pager: this process was forked from a node after dsm_init: "
+			 "a forked child is not a node");
+		return DSM_ECLOSED;
+	}
+	r = dsm__pager_fork_init();
+	if (r)
+		return r;
 	r = dsm__pager_cfg_from_env(&env);
 	if (r)
 		return r;
@@ -341,6 +349,8 @@ int dsm__pager_start(struct dsm__pager *pg)
 
 	if (!pg || pg->started)
 		return DSM_EINVAL;
+	if (dsm__pager_child())
+		return DSM_ECLOSED;
 	r = pg->ops->start(pg);
 	if (r)
 		return r;
@@ -352,7 +362,10 @@ void dsm__pager_stop(struct dsm__pager *pg)
 {
 	if (!pg || !pg->started || pg->stopped)
 		return;
-	pg->ops->stop(pg);
+	/* In a forked child the threads are the parent's and the backend's
+	 * descriptors act on the parent's objects: nothing to stop here. */
+	if (!dsm__pager_child())
+		pg->ops->stop(pg);
 	pg->stopped = 1;
 }
 
@@ -361,7 +374,9 @@ void dsm__pager_destroy(struct dsm__pager *pg)
 	if (!pg)
 		return;
 	dsm__pager_stop(pg);
-	pg->ops->release(pg);
+	pg->ops->release(pg); /* in a forked child: only the child's copies */
+	if (dsm__pager_child())
+		dsm__pager_fork_guard();
 	DSM__SYS(munmap)((void *)pg->zero, pg->pgsz);
 	free(pg->used);
 	DSM__SYS(munmap)(pg->st, pg->npages * sizeof(*pg->st));
@@ -545,6 +560,8 @@ int dsm__pager_install(struct dsm__pager *pg, void *page, const void *src, int a
 	if (!range_ok(pg, a, pg ? pg->pgsz : 0) ||
 	    (access != DSM__PAGER_READ && access != DSM__PAGER_RW))
 		return DSM_EINVAL;
+	if (dsm__pager_child())
+		return DSM_ECLOSED;
 	idx = dsm__pager_index(pg, a);
 	group_mark(pg, idx);
 	op_claim(pg, idx, false, -1, &s);
@@ -617,6 +634,8 @@ static int change_range(struct dsm__pager *pg, void *addr, size_t len, int acces
 
 	if (!range_ok(pg, (uintptr_t)addr, len))
 		return DSM_EINVAL;
+	if (dsm__pager_child())
+		return DSM_ECLOSED;
 	i = dsm__pager_index(pg, (uintptr_t)addr);
 	last = i + (len >> pg->pgshift);
 	while (i < last) {
@@ -663,6 +682,8 @@ int dsm__pager_access(struct dsm__pager *pg, const void *addr)
 
 	if (!pg || a < pg->base || a - pg->base >= pg->size)
 		return DSM_EINVAL;
+	if (dsm__pager_child())
+		return DSM_ECLOSED;
 	idx = dsm__pager_index(pg, a);
 	if (!group_used(pg, idx >> pg->gshift))
 		return DSM__PAGER_NONE;

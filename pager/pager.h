@@ -62,8 +62,20 @@
  * with the same access is one kernel mapping, bounded by vm.max_map_count
  * (default 65530); beyond it protect/install fail with DSM_ENOMEM; on
  * architectures other than x86-64 a store to a NONE page is first served as
- * a read fault. Memory of the region is not inherited by fork() children
- * (MADV_DONTFORK): a child touching it gets SIGSEGV.
+ * a read fault.
+ *
+ * fork(). The child of a fork() made while a pager exists is not a node
+ * (fork.c): the region and the pager's threads are not inherited; the
+ * region's range is mapped PROT_NONE in the child and a load or store of it
+ * prints "libdsm: shared memory at ADDR touched in process PID, a child
+ * forked after dsm_init: ..." and ends the child with _exit(DSM_EXIT_FAULT)
+ * (the fatal handler is not called: it belongs to the parent); a system
+ * call given such an address fails with EFAULT. dsm__pager_forked() is true
+ * there and every function below returns DSM_ECLOSED (create, start,
+ * install, protect, drop, access) or does only what concerns the child's
+ * own copy (stop: nothing; destroy: frees the copy, closes the child's
+ * descriptors). The parent is not affected. vfork() and posix_spawn()
+ * children (system(), popen()) and a child that execs are not concerned.
  */
 #ifndef DSM_PAGER_PAGER_H
 #define DSM_PAGER_PAGER_H
@@ -163,7 +175,8 @@ int dsm__pager_start(struct dsm__pager *pg);
  * touching the region. One-way: a stopped pager can only be destroyed. */
 void dsm__pager_stop(struct dsm__pager *pg);
 
-/* Stop if needed, unmap the region, free. NULL does nothing. */
+/* Stop if needed, unmap the region, free. NULL does nothing. In a forked
+ * child: free the child's copy only (see fork() above). */
 void dsm__pager_destroy(struct dsm__pager *pg);
 
 void *dsm__pager_base(const struct dsm__pager *pg);
@@ -196,6 +209,11 @@ int dsm__pager_drop(struct dsm__pager *pg, void *addr, size_t len);
 int dsm__pager_access(struct dsm__pager *pg, const void *addr);
 
 void dsm__pager_get_stats(const struct dsm__pager *pg, struct dsm__pager_stats *out);
+
+/* True in the child of a fork() made while a pager existed in the parent
+ * (after dsm_init), and in its descendants: such a process is not a node
+ * (see fork() above). Any thread; async-signal-safe; one relaxed load. */
+bool dsm__pager_forked(void);
 
 /* Set the process-wide fatal handler; NULL restores the default. */
 void dsm__pager_set_fatal_handler(dsm__pager_fatal_fn fn);

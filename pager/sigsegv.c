@@ -23,10 +23,11 @@
  * cache-hot thread busy instead of rotating through all of them), and
  * sleeps on the slot's futex until the service thread has run the
  * callback. It then returns and the access is
- * retried. A fault outside the region, of another kind (SEGV_MAPERR,
- * instruction fetch) or in a fork child (the region is MADV_DONTFORK, so
- * MAPERR there) goes to the handler installed before ours, or the default
- * action, so a real crash still crashes with a core.
+ * retried. A fault outside the region or of another kind (SEGV_MAPERR,
+ * instruction fetch) goes to the handler installed before ours, or the
+ * default action, so a real crash still crashes with a core. In a fork
+ * child, fork.c's handler is installed over this one and takes the
+ * region's faults; it passes the others on to this one.
  */
 #include "pager-backend.h"
 

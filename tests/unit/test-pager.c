@@ -705,16 +705,7 @@ START_TEST(pager_foreign_fault_kills)
 	}
 	st = child_status(pid);
 	ck_assert_msg(died_of_segv(st), "NULL store: status %#x", st);
-	/* the region is not inherited: touching it in a child is a crash */
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (!pid) {
-		no_core();
-		(void)*(volatile char *)(T.base + T.ps);
-		_exit(0);
-	}
-	st = child_status(pid);
-	ck_assert_msg(died_of_segv(st), "child region: status %#x", st);
+	/* (a child touching the region: pager_fork_child) */
 	/* the pager itself keeps working */
 	ck_assert_uint_eq(*(volatile uint64_t *)(T.base + T.ps), word_of(1, 1, 0));
 }
@@ -1098,6 +1089,184 @@ START_TEST(pager_create_failure)
 }
 END_TEST
 
+/* ---- fork ------------------------------------------------------------- */
+
+/* Fork a child that runs fn; return its wait status, its pid in *pid and
+ * its stderr in err. */
+static int fork_run(void (*fn)(void), pid_t *pid, char *err, size_t n)
+{
+	int fds[2];
+	ssize_t got, off = 0;
+
+	fflush(stdout);
+	ck_assert_int_eq(pipe(fds), 0);
+	*pid = fork();
+	ck_assert_int_ge(*pid, 0);
+	if (!*pid) {
+		no_core();
+		dup2(fds[1], 2);
+		close(fds[0]);
+		fn();
+		_exit(0);
+	}
+	close(fds[1]);
+	while (off < (ssize_t)n - 1 && (got = read(fds[0], err + off, n - 1 - (size_t)off)) > 0)
+		off += got;
+	err[off] = 0;
+	close(fds[0]);
+	return child_status(*pid);
+}
+
+static void child_load_present(void)
+{
+	(void)*(volatile char *)(T.base + 3 * T.ps + 5); /* present in the parent */
+}
+
+static void child_store_absent(void)
+{
+	*(volatile uint64_t *)(T.base + 1000 * T.ps + 8) = 1;
+}
+
+/* Touches nothing: sees that it is a forked child, and that the pager's
+ * calls are refused there without reaching the parent's objects. */
+static void child_no_touch(void)
+{
+	struct dsm__pager_cfg cfg = { .read_fault = read_cb, .write_fault = write_cb,
+				      .spin_ns = -1 };
+	struct dsm__pager *p;
+
+	if (!dsm__pager_forked())
+		_exit(1);
+	if (dsm__pager_install(T.pg, T.base + 6 * T.ps, NULL, DSM__PAGER_RW) != DSM_ECLOSED ||
+	    dsm__pager_protect(T.pg, T.base, 8 * T.ps, DSM__PAGER_READ) != DSM_ECLOSED ||
+	    dsm__pager_drop(T.pg, T.base, 8 * T.ps) != DSM_ECLOSED ||
+	    dsm__pager_access(T.pg, T.base + 3 * T.ps) != DSM_ECLOSED ||
+	    dsm__pager_create(&cfg, &p) != DSM_ECLOSED)
+		_exit(2);
+	/* stop and destroy here must leave the parent's objects alone (the
+	 * uffd stop would unregister the parent's region and wake its
+	 * threads through the shared eventfd) */
+	dsm__pager_stop(T.pg);
+	dsm__pager_destroy(T.pg);
+	_exit(0);
+}
+
+/* Destroys its copy, then touches: still the message. */
+static void child_destroy_then_touch(void)
+{
+	dsm__pager_destroy(T.pg);
+	(void)*(volatile char *)(T.base + 3 * T.ps);
+}
+
+/* A grandchild that touches gets the same; the child itself exits 0. */
+static void child_grandchild(void)
+{
+	char err[512];
+	pid_t pid;
+	int st = fork_run(child_load_present, &pid, err, sizeof(err));
+
+	_exit(WIFEXITED(st) && WEXITSTATUS(st) == DSM_EXIT_FAULT &&
+	      strstr(err, "a forked child is not a node") ? 0 : 3);
+}
+
+/* The message a child must print for a touch at addr. */
+static void want_message(const char *err, uintptr_t addr, pid_t pid)
+{
+	char want[256];
+
+	snprintf(want, sizeof(want), "libdsm: shared memory at %#lx touched in process %d, "
+		 "a child forked after dsm_init: a forked child is not a node and cannot use "
+		 "shared memory\n", (unsigned long)addr, (int)pid);
+	ck_assert_msg(!strcmp(err, want), "stderr: '%s', expected '%s'", err, want);
+}
+
+/* A child forked after the pager exists is not a node: a load or store of
+ * the region (present in the parent or not) ends it with DSM_EXIT_FAULT
+ * and one clear line; a child that does not touch it exits normally; the
+ * parent keeps its pages and keeps serving faults. */
+START_TEST(pager_fork_child)
+{
+	uint64_t buf[8192 / 8];
+	char err[1024];
+	pid_t pid;
+	int st;
+
+	SETUP(_i);
+	fill(buf, 3, 4, T.ps);
+	ck_assert_int_eq(dsm__pager_install(T.pg, T.base + 3 * T.ps, buf, DSM__PAGER_READ), 0);
+	*(volatile uint64_t *)(T.base + 4 * T.ps) = 99; /* write fault: RW */
+	reset_counts();
+
+	st = fork_run(child_load_present, &pid, err, sizeof(err));
+	printf("%s child load: status %#x, stderr: %s", backend_name[_i], st, err);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == DSM_EXIT_FAULT, "status %#x", st);
+	want_message(err, (uintptr_t)T.base + 3 * T.ps + 5, pid);
+
+	st = fork_run(child_store_absent, &pid, err, sizeof(err));
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == DSM_EXIT_FAULT, "status %#x", st);
+	want_message(err, (uintptr_t)T.base + 1000 * T.ps + 8, pid);
+
+	st = fork_run(child_no_touch, &pid, err, sizeof(err));
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, stderr: %s", st, err);
+
+	st = fork_run(child_destroy_then_touch, &pid, err, sizeof(err));
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == DSM_EXIT_FAULT, "status %#x", st);
+	want_message(err, (uintptr_t)T.base + 3 * T.ps, pid);
+
+	st = fork_run(child_grandchild, &pid, err, sizeof(err));
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x, stderr: %s", st, err);
+
+	/* the parent: not forked, pages intact, no callback ran for the
+	 * children, faults still served, ranges still changed */
+	ck_assert(!dsm__pager_forked());
+	ck_assert_int_eq(N(reads) + N(writes_present) + N(writes_absent), 0);
+	check_page(T.base + 3 * T.ps, 3, 4);
+	ck_assert_uint_eq(*(volatile uint64_t *)(T.base + 4 * T.ps), 99);
+	ck_assert_int_eq(dsm__pager_access(T.pg, T.base + 4 * T.ps), DSM__PAGER_RW);
+	check_page(T.base + 5 * T.ps, 5, 1);
+	ck_assert_int_eq(N(reads), 1);
+	ck_assert_int_eq(dsm__pager_protect(T.pg, T.base, 8 * T.ps, DSM__PAGER_READ), 0);
+	*(volatile uint64_t *)(T.base + 4 * T.ps) = 100;
+	ck_assert_int_eq(N(writes_present), 1);
+	ck_assert_int_eq(dsm__pager_drop(T.pg, T.base + 3 * T.ps, T.ps), 0);
+	check_page(T.base + 3 * T.ps, 3, 1);
+}
+END_TEST
+
+/* fork + exec, system() and popen() (posix_spawn) work next to a pager,
+ * and leave it working. */
+START_TEST(pager_fork_exec)
+{
+	char line[64] = "";
+	FILE *f;
+	pid_t pid;
+	int st;
+
+	SETUP(_i);
+	ck_assert_uint_eq(*(volatile uint64_t *)(T.base + 2 * T.ps), word_of(2, 1, 0));
+	fflush(stdout);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		execl("/bin/sh", "sh", "-c", "exit 5", (char *)NULL);
+		_exit(127);
+	}
+	st = child_status(pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 5, "fork+exec: status %#x", st);
+	st = system("exit 3");
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 3, "system: status %#x", st);
+	f = popen("echo hello", "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	ck_assert_int_eq(pclose(f), 0);
+	ck_assert_str_eq(line, "hello\n");
+	ck_assert(!dsm__pager_forked());
+	check_page(T.base + 2 * T.ps, 2, 1);
+	check_page(T.base + 7 * T.ps, 7, 1);
+	ck_assert_int_eq(N(reads), 2);
+}
+END_TEST
+
 /* ---- configuration and selection -------------------------------------- */
 
 START_TEST(pager_config)
@@ -1382,6 +1551,8 @@ static Suite *pager_suite(void)
 	tcase_add_loop_test(tc, pager_drop_failure, 0, 2);
 	tcase_add_loop_test(tc, pager_install_failure, 0, 2);
 	tcase_add_loop_test(tc, pager_create_failure, 0, 2);
+	tcase_add_loop_test(tc, pager_fork_child, 0, 2);
+	tcase_add_loop_test(tc, pager_fork_exec, 0, 2);
 	tcase_add_loop_test(tc, pager_config, 0, 2);
 	tcase_add_loop_test(tc, pager_select_without_uffd, 0, 2);
 	tcase_add_loop_test(tc, pager_many_threads, 0, 2);

@@ -460,18 +460,19 @@ static void group_mark(struct dsm__pager *pg, size_t idx)
 		atomic_fetch_or(&pg->used[g >> 6], bit);
 }
 
-/* How many pages from idx on, up to last, lie in groups never used: 0 if
- * idx's group is used; else up to the next used group, or last. */
-static size_t unused_pages(const struct dsm__pager *pg, size_t idx, size_t last)
+/* The end of the unused groups from page idx on, at most last: idx itself
+ * if idx's group is used, else the first page of the next used group (or
+ * last). */
+static size_t unused_end(const struct dsm__pager *pg, size_t idx, size_t last)
 {
 	size_t g = idx >> pg->gshift, end;
 	uint64_t bits = atomic_load_explicit(&pg->used[g >> 6], memory_order_acquire) >> (g & 63);
 
 	if (bits & 1)
-		return 0;
+		return idx;
 	/* groups g .. g+k-1 unused, k up to the next set bit of the word */
 	end = (g + (bits ? (size_t)__builtin_ctzll(bits) : 64 - (g & 63))) << pg->gshift;
-	return DSM__MIN(end, last) - idx;
+	return DSM__MIN(end, last);
 }
 
 /* ---- per-page state --------------------------------------------------- */
@@ -480,7 +481,7 @@ static size_t unused_pages(const struct dsm__pager *pg, size_t idx, size_t last)
  * present_only, leave NONE pages alone and return false for them; with
  * skip_acc >= 0, also leave pages whose access is already skip_acc. Returns
  * true with OP held. Any thread (never the SIGSEGV handler). */
-static bool op_claim(struct dsm__pager *pg, size_t idx, bool present_only, int skip_acc,
+static inline bool op_claim(struct dsm__pager *pg, size_t idx, bool present_only, int skip_acc,
 		     uint32_t *state)
 {
 	_Atomic uint32_t *w = &pg->st[idx];
@@ -610,27 +611,13 @@ static int apply_run(struct dsm__pager *pg, size_t first, size_t n, int access)
 	return err;
 }
 
-/* Apply the run of *run claimed pages from start, if any; keep the first
- * error in *err. */
-static void flush_run(struct dsm__pager *pg, size_t start, size_t *run, int access, int *err)
-{
-	int r;
-
-	if (!*run)
-		return;
-	r = apply_run(pg, start, *run, access);
-	if (r && !*err)
-		*err = r;
-	*run = 0;
-}
-
 /* Whole groups never used are skipped without reading their words (see
  * "used groups" above); a skipped hole ends the run being built. */
 static int change_range(struct dsm__pager *pg, void *addr, size_t len, int access)
 {
-	size_t i, last, skip, gend, run = 0, run_start = 0;
+	size_t i, last, gend, run = 0, run_start = 0;
 	uint32_t s;
-	int err = 0;
+	int r, err = 0;
 
 	if (!range_ok(pg, (uintptr_t)addr, len))
 		return DSM_EINVAL;
@@ -639,24 +626,35 @@ static int change_range(struct dsm__pager *pg, void *addr, size_t len, int acces
 	i = dsm__pager_index(pg, (uintptr_t)addr);
 	last = i + (len >> pg->pgshift);
 	while (i < last) {
-		skip = unused_pages(pg, i, last);
-		if (skip) {
-			flush_run(pg, run_start, &run, access, &err);
-			i += skip;
+		gend = unused_end(pg, i, last);
+		if (gend == i) {
+			/* a used group: claim its present pages */
+			gend = DSM__MIN(last, ((i >> pg->gshift) + 1) << pg->gshift);
+			for (; i < gend; i++) {
+				if (op_claim(pg, i, true, access, &s)) {
+					if (!run++)
+						run_start = i;
+					continue;
+				}
+				if (run) {
+					r = apply_run(pg, run_start, run, access);
+					err = err ? err : r;
+					run = 0;
+				}
+			}
 			continue;
 		}
-		gend = DSM__MIN(last, ((i >> pg->gshift) + 1) << pg->gshift);
-		for (; i < gend; i++) {
-			if (op_claim(pg, i, true, access, &s)) {
-				if (!run)
-					run_start = i;
-				run++;
-			} else {
-				flush_run(pg, run_start, &run, access, &err);
-			}
+		if (run) {
+			r = apply_run(pg, run_start, run, access);
+			err = err ? err : r;
+			run = 0;
 		}
+		i = gend;
 	}
-	flush_run(pg, run_start, &run, access, &err);
+	if (run) {
+		r = apply_run(pg, run_start, run, access);
+		err = err ? err : r;
+	}
 	return err;
 }
 

@@ -303,7 +303,7 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 		goto fail_cfg;
 	}
 	pg->st = DSM__SYS(mmap)(NULL, pg->npages * sizeof(*pg->st), PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pg->st == MAP_FAILED) {
 		r = DSM_ENOMEM;
 		goto fail_st;
@@ -424,29 +424,31 @@ void dsm__pager_get_stats(const struct dsm__pager *pg, struct dsm__pager_stats *
  * groups no page of which was ever installed.
  *
  * Why skipping a group whose bit reads clear is right, with concurrent
- * calls. A page leaves NONE only through dsm__pager_install (protect and
- * drop change present pages only; the fault paths set FAULT/SKIP/WAIT, never
- * ACC), and install sets the bit (a seq_cst RMW, or an acquire load that
- * sees it set by an earlier RMW) before its CAS that takes OP, which comes
- * before the CAS that records the new ACC. So if a scanner's load reads the
- * bit clear, that load precedes the setting RMW in the single order of
- * seq_cst operations, hence precedes every OP and ACC change in the group:
- * at that moment every page of the group was NONE with OP clear, exactly
- * what reading their words would have found, and protect/drop leave NONE
- * pages alone. The scan of that group is thus linearised at the bit's load,
- * as a word-by-word scan is linearised page by page. An install that races
- * with the scan is ordered after it (as if it had come a moment later);
- * one that happened before the scan (returned, then signalled the scanning
- * thread) is seen: the bit is set before install returns, and read-read
- * coherence then makes the scanner read it set. The bit is not cleared when
- * pages are dropped again: the group's state page is committed from then on
- * (at most 1/1024 of the memory those pages held), and clearing it would
- * race with installs.
+ * calls. A page leaves NONE only through dsm__pager_install: protect and
+ * drop change present pages only, and the fault paths (uffd serve(), the
+ * SIGSEGV handler) set FAULT/SKIP/WAIT on the faulting page's word, never
+ * ACC. Install sets the bit (a seq_cst RMW, or an acquire load that sees it
+ * set by an earlier RMW) before its CAS that takes OP, which comes before
+ * the CAS that records the new ACC. So if a scanner's seq_cst load reads
+ * the bit clear, that load precedes the setting RMW in the single order of
+ * seq_cst operations, hence every OP and ACC change in the group: at that
+ * moment every page of the group was NONE with OP clear, which is what
+ * reading their words would have found, and protect/drop leave NONE pages
+ * alone (FAULT bits do not matter to them). The scan of the group is thus
+ * linearised at the bit's load, as a word-by-word scan is linearised page
+ * by page. An install racing with the scan is ordered after it (as if it
+ * came a moment later); an install that happened before the scan (it
+ * returned, then the installing thread synchronised with the scanning one)
+ * is seen: the bit was set before install returned, and coherence makes
+ * the scanner read it set. The bit is not cleared when the pages are
+ * dropped: the group's page of state words stays committed (1/1024 of
+ * what its pages held when present), and clearing would race with
+ * installs.
  */
 
 static bool group_used(const struct dsm__pager *pg, size_t g)
 {
-	return atomic_load_explicit(&pg->used[g >> 6], memory_order_acquire) >> (g & 63) & 1;
+	return atomic_load(&pg->used[g >> 6]) >> (g & 63) & 1;
 }
 
 /* Before page idx first leaves NONE. Any thread; once per group it is an
@@ -466,7 +468,7 @@ static void group_mark(struct dsm__pager *pg, size_t idx)
 static size_t unused_end(const struct dsm__pager *pg, size_t idx, size_t last)
 {
 	size_t g = idx >> pg->gshift, end;
-	uint64_t bits = atomic_load_explicit(&pg->used[g >> 6], memory_order_acquire) >> (g & 63);
+	uint64_t bits = atomic_load(&pg->used[g >> 6]) >> (g & 63);
 
 	if (bits & 1)
 		return idx;
@@ -481,8 +483,8 @@ static size_t unused_end(const struct dsm__pager *pg, size_t idx, size_t last)
  * present_only, leave NONE pages alone and return false for them; with
  * skip_acc >= 0, also leave pages whose access is already skip_acc. Returns
  * true with OP held. Any thread (never the SIGSEGV handler). */
-static inline bool op_claim(struct dsm__pager *pg, size_t idx, bool present_only, int skip_acc,
-		     uint32_t *state)
+static inline bool op_claim(struct dsm__pager *pg, size_t idx, bool present_only,
+			    int skip_acc, uint32_t *state)
 {
 	_Atomic uint32_t *w = &pg->st[idx];
 	uint32_t s = atomic_load(w);
@@ -675,7 +677,6 @@ int dsm__pager_drop(struct dsm__pager *pg, void *addr, size_t len)
 int dsm__pager_access(struct dsm__pager *pg, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
-
 	size_t idx;
 
 	if (!pg || a < pg->base || a - pg->base >= pg->size)

@@ -17,6 +17,17 @@
  * Whoever clears OP or FAULT also clears WAIT and wakes the futex if it was
  * set. All updates are CAS loops; no update allocates or blocks, so the
  * SIGSEGV handler may take part.
+ *
+ * Used groups. The state words are MAP_NORESERVE memory, and on some
+ * kernels even a load of a never-touched anonymous page allocates it (no
+ * shared zero page): a scan of every word of a 64 GiB region would commit
+ * 64 MiB. So the words are grouped by page of the state array (a group is
+ * pgsz / 4 pages of the region) and pg->used has one bit per group, set
+ * (by dsm__pager_install, before it claims OP) before any page of the group
+ * first leaves NONE, and never cleared. Range scans and
+ * dsm__pager_access() skip the groups whose bit is clear without reading
+ * their words; the fault paths read the word of the page that faulted (it
+ * is about to be installed). Why a skip is right: see pager.c.
  */
 #ifndef DSM_PAGER_PAGER_BACKEND_H
 #define DSM_PAGER_PAGER_BACKEND_H
@@ -46,9 +57,9 @@ struct dsm__pager;
 /*
  * A backend. Every slot is set (no NULL). The range slots are called by
  * pager.c with OP held on every page of the range, and only for pages
- * whose state the call changes; they do the system calls, pager.c updates
- * the state words. Return 0 or a negative DSM_E* code (-errno converted
- * once here).
+ * whose state the call changes; they do the system calls (through
+ * DSM__SYS, below), pager.c updates the state words. Return 0 or a
+ * negative DSM_E* code (-errno converted once here).
  */
 struct dsm__pager_ops {
 	const char *name;
@@ -89,6 +100,8 @@ struct dsm__pager {
 	unsigned pgshift;
 	size_t npages;
 	_Atomic uint32_t *st;   /* npages state words (MAP_NORESERVE) */
+	_Atomic uint64_t *used; /* one bit per group of state words, see above */
+	unsigned gshift;        /* log2 of the pages of a group */
 	const void *zero;       /* one read-only page of zeros */
 	int nthreads;
 	long spin_ns;
@@ -141,7 +154,44 @@ uint32_t dsm__pager_fault_run(struct dsm__pager *pg, size_t idx, int kind);
  * pages. DSM_EADDRINUSE (logged naming DSM_BASE) if the range is taken. */
 int dsm__pager_map_region(struct dsm__pager *pg, int prot, int flags, int fd);
 
+/* The system call table in use (syscall.c): the slots of struct
+ * dsm__pager_syscalls (pager.h), each atomic so that a test may replace it
+ * while service threads call it. Call as DSM__SYS(mprotect)(a, len, prot). */
+struct dsm__pager_sys_slots {
+	void *(*_Atomic mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+	int (*_Atomic munmap)(void *addr, size_t len);
+	int (*_Atomic mprotect)(void *addr, size_t len, int prot);
+	int (*_Atomic madvise)(void *addr, size_t len, int advice);
+	int (*_Atomic ioctl)(int fd, unsigned long req, ...);
+	int (*_Atomic userfaultfd)(int flags);
+	int (*_Atomic memfd_create)(const char *name, unsigned flags);
+	int (*_Atomic ftruncate)(int fd, off_t len);
+	int (*_Atomic fallocate)(int fd, int mode, off_t off, off_t len);
+};
+
+extern struct dsm__pager_sys_slots dsm__pager_sys;
+
+#define DSM__SYS(slot) atomic_load_explicit(&dsm__pager_sys.slot, memory_order_acquire)
+
 /* The live pager (at most one per process; NULL when none). */
 extern struct dsm__pager *_Atomic dsm__pager_live;
+
+/* fork.c: set in the child of a fork() made while a pager existed (see
+ * dsm__pager_forked); the pager's functions then return DSM_ECLOSED. */
+extern atomic_bool dsm__pager_in_child;
+
+static inline bool dsm__pager_child(void)
+{
+	return atomic_load_explicit(&dsm__pager_in_child, memory_order_relaxed);
+}
+
+/* fork.c: register the atfork child handler (once per process). 0 or
+ * DSM_ENOMEM. */
+int dsm__pager_fork_init(void);
+
+/* fork.c, in a forked child: map the region's range PROT_NONE (again, after
+ * the backend's release unmapped it), so that a touch still ends the child
+ * with the message. Async-signal-safe. */
+void dsm__pager_fork_guard(void);
 
 #endif /* DSM_PAGER_PAGER_BACKEND_H */

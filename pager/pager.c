@@ -219,7 +219,8 @@ static int choose(const char *name, const struct dsm__pager_ops **out)
 int dsm__pager_map_region(struct dsm__pager *pg, int prot, int flags, int fd)
 {
 	void *want = (void *)pg->base;
-	void *p = mmap(want, pg->size, prot, flags | MAP_FIXED_NOREPLACE | MAP_NORESERVE, fd, 0);
+	void *p = DSM__SYS(mmap)(want, pg->size, prot,
+				 flags | MAP_FIXED_NOREPLACE | MAP_NORESERVE, fd, 0);
 
 	if (p == MAP_FAILED) {
 		int e = errno;
@@ -238,13 +239,13 @@ int dsm__pager_map_region(struct dsm__pager *pg, int prot, int flags, int fd)
 	}
 	if (p != want) {
 		/* A kernel without MAP_FIXED_NOREPLACE took it as a hint. */
-		munmap(p, pg->size);
+		DSM__SYS(munmap)(p, pg->size);
 		DSM__ERR("DSM_BASE=%#lx: the range is taken (the kernel offered %p); set "
 			 "DSM_BASE to a free range", (unsigned long)pg->base, p);
 		return DSM_EADDRINUSE;
 	}
-	madvise(p, pg->size, MADV_DONTFORK);
-	madvise(p, pg->size, MADV_NOHUGEPAGE);
+	DSM__SYS(madvise)(p, pg->size, MADV_DONTFORK);
+	DSM__SYS(madvise)(p, pg->size, MADV_NOHUGEPAGE);
 	return 0;
 }
 
@@ -256,10 +257,19 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 	struct dsm__pager *pg, *expect = NULL;
 	const struct dsm__pager_ops *ops;
 	long ps = sysconf(_SC_PAGESIZE);
+	size_t ngroups;
 	int r;
 
 	if (!cfg || !out || !cfg->read_fault || !cfg->write_fault)
 		return DSM_EINVAL;
+	if (dsm__pager_child()) {
+		DSM__ERR("pager: this process was forked from a node after dsm_init: "
+			 "a forked child is not a node");
+		return DSM_ECLOSED;
+	}
+	r = dsm__pager_fork_init();
+	if (r)
+		return r;
 	r = dsm__pager_cfg_from_env(&env);
 	if (r)
 		return r;
@@ -292,14 +302,21 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 		r = DSM_EBUSY;
 		goto fail_cfg;
 	}
-	pg->st = mmap(NULL, pg->npages * sizeof(*pg->st), PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	pg->st = DSM__SYS(mmap)(NULL, pg->npages * sizeof(*pg->st), PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pg->st == MAP_FAILED) {
 		r = DSM_ENOMEM;
 		goto fail_st;
 	}
-	madvise(pg->st, pg->npages * sizeof(*pg->st), MADV_DONTFORK);
-	pg->zero = mmap(NULL, pg->pgsz, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	DSM__SYS(madvise)(pg->st, pg->npages * sizeof(*pg->st), MADV_DONTFORK);
+	pg->gshift = pg->pgshift - (unsigned)__builtin_ctz(sizeof(*pg->st));
+	ngroups = (pg->npages + ((size_t)1 << pg->gshift) - 1) >> pg->gshift;
+	pg->used = calloc((ngroups + 63) / 64, sizeof(*pg->used));
+	if (!pg->used) {
+		r = DSM_ENOMEM;
+		goto fail_used;
+	}
+	pg->zero = DSM__SYS(mmap)(NULL, pg->pgsz, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (pg->zero == MAP_FAILED) {
 		r = DSM_ENOMEM;
 		goto fail_zero;
@@ -314,9 +331,11 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 	return 0;
 
 fail_reserve:
-	munmap((void *)pg->zero, pg->pgsz);
+	DSM__SYS(munmap)((void *)pg->zero, pg->pgsz);
 fail_zero:
-	munmap(pg->st, pg->npages * sizeof(*pg->st));
+	free(pg->used);
+fail_used:
+	DSM__SYS(munmap)(pg->st, pg->npages * sizeof(*pg->st));
 fail_st:
 	atomic_store(&dsm__pager_live, NULL);
 fail_cfg:
@@ -330,6 +349,8 @@ int dsm__pager_start(struct dsm__pager *pg)
 
 	if (!pg || pg->started)
 		return DSM_EINVAL;
+	if (dsm__pager_child())
+		return DSM_ECLOSED;
 	r = pg->ops->start(pg);
 	if (r)
 		return r;
@@ -341,7 +362,10 @@ void dsm__pager_stop(struct dsm__pager *pg)
 {
 	if (!pg || !pg->started || pg->stopped)
 		return;
-	pg->ops->stop(pg);
+	/* In a forked child the threads are the parent's and the backend's
+	 * descriptors act on the parent's objects: nothing to stop here. */
+	if (!dsm__pager_child())
+		pg->ops->stop(pg);
 	pg->stopped = 1;
 }
 
@@ -350,9 +374,12 @@ void dsm__pager_destroy(struct dsm__pager *pg)
 	if (!pg)
 		return;
 	dsm__pager_stop(pg);
-	pg->ops->release(pg);
-	munmap((void *)pg->zero, pg->pgsz);
-	munmap(pg->st, pg->npages * sizeof(*pg->st));
+	pg->ops->release(pg); /* in a forked child: only the child's copies */
+	if (dsm__pager_child())
+		dsm__pager_fork_guard();
+	DSM__SYS(munmap)((void *)pg->zero, pg->pgsz);
+	free(pg->used);
+	DSM__SYS(munmap)(pg->st, pg->npages * sizeof(*pg->st));
 	atomic_store(&dsm__pager_live, NULL);
 	free(pg);
 }
@@ -388,14 +415,76 @@ void dsm__pager_get_stats(const struct dsm__pager *pg, struct dsm__pager_stats *
 	o->protects = atomic_load_explicit(&pg->cnt.protects, memory_order_relaxed);
 }
 
+/* ---- used groups ------------------------------------------------------ */
+
+/*
+ * pg->used (see pager-backend.h): bit g is set before any page of group g
+ * first leaves NONE and is never cleared, so that range operations and
+ * dsm__pager_access() need not read (and so commit) the state words of
+ * groups no page of which was ever installed.
+ *
+ * Why skipping a group whose bit reads clear is right, with concurrent
+ * calls. A page leaves NONE only through dsm__pager_install: protect and
+ * drop change present pages only, and the fault paths (uffd serve(), the
+ * SIGSEGV handler) set FAULT/SKIP/WAIT on the faulting page's word, never
+ * ACC. Install sets the bit (a seq_cst RMW, or an acquire load that sees it
+ * set by an earlier RMW) before its CAS that takes OP, which comes before
+ * the CAS that records the new ACC. So if a scanner's seq_cst load reads
+ * the bit clear, that load precedes the setting RMW in the single order of
+ * seq_cst operations, hence every OP and ACC change in the group: at that
+ * moment every page of the group was NONE with OP clear, which is what
+ * reading their words would have found, and protect/drop leave NONE pages
+ * alone (FAULT bits do not matter to them). The scan of the group is thus
+ * linearised at the bit's load, as a word-by-word scan is linearised page
+ * by page. An install racing with the scan is ordered after it (as if it
+ * came a moment later); an install that happened before the scan (it
+ * returned, then the installing thread synchronised with the scanning one)
+ * is seen: the bit was set before install returned, and coherence makes
+ * the scanner read it set. The bit is not cleared when the pages are
+ * dropped: the group's page of state words stays committed (1/1024 of
+ * what its pages held when present), and clearing would race with
+ * installs.
+ */
+
+static bool group_used(const struct dsm__pager *pg, size_t g)
+{
+	return atomic_load(&pg->used[g >> 6]) >> (g & 63) & 1;
+}
+
+/* Before page idx first leaves NONE. Any thread; once per group it is an
+ * atomic RMW, afterwards one load. */
+static void group_mark(struct dsm__pager *pg, size_t idx)
+{
+	size_t g = idx >> pg->gshift;
+	uint64_t bit = (uint64_t)1 << (g & 63);
+
+	if (!(atomic_load_explicit(&pg->used[g >> 6], memory_order_acquire) & bit))
+		atomic_fetch_or(&pg->used[g >> 6], bit);
+}
+
+/* The end of the unused groups from page idx on, at most last: idx itself
+ * if idx's group is used, else the first page of the next used group (or
+ * last). */
+static size_t unused_end(const struct dsm__pager *pg, size_t idx, size_t last)
+{
+	size_t g = idx >> pg->gshift, end;
+	uint64_t bits = atomic_load(&pg->used[g >> 6]) >> (g & 63);
+
+	if (bits & 1)
+		return idx;
+	/* groups g .. g+k-1 unused, k up to the next set bit of the word */
+	end = (g + (bits ? (size_t)__builtin_ctzll(bits) : 64 - (g & 63))) << pg->gshift;
+	return DSM__MIN(end, last);
+}
+
 /* ---- per-page state --------------------------------------------------- */
 
 /* Take OP on page idx, waiting (yield) while another call holds it. With
  * present_only, leave NONE pages alone and return false for them; with
  * skip_acc >= 0, also leave pages whose access is already skip_acc. Returns
  * true with OP held. Any thread (never the SIGSEGV handler). */
-static bool op_claim(struct dsm__pager *pg, size_t idx, bool present_only, int skip_acc,
-		     uint32_t *state)
+static inline bool op_claim(struct dsm__pager *pg, size_t idx, bool present_only,
+			    int skip_acc, uint32_t *state)
 {
 	_Atomic uint32_t *w = &pg->st[idx];
 	uint32_t s = atomic_load(w);
@@ -474,7 +563,10 @@ int dsm__pager_install(struct dsm__pager *pg, void *page, const void *src, int a
 	if (!range_ok(pg, a, pg ? pg->pgsz : 0) ||
 	    (access != DSM__PAGER_READ && access != DSM__PAGER_RW))
 		return DSM_EINVAL;
+	if (dsm__pager_child())
+		return DSM_ECLOSED;
 	idx = dsm__pager_index(pg, a);
+	group_mark(pg, idx);
 	op_claim(pg, idx, false, -1, &s);
 	if ((s & DSM__PS_ACC) != DSM__PAGER_NONE) {
 		op_release(pg, idx, s & DSM__PS_ACC);
@@ -521,34 +613,49 @@ static int apply_run(struct dsm__pager *pg, size_t first, size_t n, int access)
 	return err;
 }
 
+/* Whole groups never used are skipped without reading their words (see
+ * "used groups" above); a skipped hole ends the run being built. */
 static int change_range(struct dsm__pager *pg, void *addr, size_t len, int access)
 {
-	size_t first, last, run = 0, run_start = 0;
+	size_t i, last, gend, run = 0, run_start = 0;
 	uint32_t s;
 	int r, err = 0;
 
 	if (!range_ok(pg, (uintptr_t)addr, len))
 		return DSM_EINVAL;
-	first = dsm__pager_index(pg, (uintptr_t)addr);
-	last = first + (len >> pg->pgshift);
-	for (size_t i = first; i < last; i++) {
-		if (op_claim(pg, i, true, access, &s)) {
-			if (!run)
-				run_start = i;
-			run++;
+	if (dsm__pager_child())
+		return DSM_ECLOSED;
+	i = dsm__pager_index(pg, (uintptr_t)addr);
+	last = i + (len >> pg->pgshift);
+	while (i < last) {
+		gend = unused_end(pg, i, last);
+		if (gend == i) {
+			/* a used group: claim its present pages */
+			gend = DSM__MIN(last, ((i >> pg->gshift) + 1) << pg->gshift);
+			for (; i < gend; i++) {
+				if (op_claim(pg, i, true, access, &s)) {
+					if (!run++)
+						run_start = i;
+					continue;
+				}
+				if (run) {
+					r = apply_run(pg, run_start, run, access);
+					err = err ? err : r;
+					run = 0;
+				}
+			}
 			continue;
 		}
 		if (run) {
 			r = apply_run(pg, run_start, run, access);
-			if (r && !err)
-				err = r;
+			err = err ? err : r;
 			run = 0;
 		}
+		i = gend;
 	}
 	if (run) {
 		r = apply_run(pg, run_start, run, access);
-		if (r && !err)
-			err = r;
+		err = err ? err : r;
 	}
 	return err;
 }
@@ -570,8 +677,14 @@ int dsm__pager_drop(struct dsm__pager *pg, void *addr, size_t len)
 int dsm__pager_access(struct dsm__pager *pg, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
+	size_t idx;
 
 	if (!pg || a < pg->base || a - pg->base >= pg->size)
 		return DSM_EINVAL;
-	return (int)(atomic_load(&pg->st[dsm__pager_index(pg, a)]) & DSM__PS_ACC);
+	if (dsm__pager_child())
+		return DSM_ECLOSED;
+	idx = dsm__pager_index(pg, a);
+	if (!group_used(pg, idx >> pg->gshift))
+		return DSM__PAGER_NONE;
+	return (int)(atomic_load(&pg->st[idx]) & DSM__PS_ACC);
 }

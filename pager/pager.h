@@ -62,8 +62,20 @@
  * with the same access is one kernel mapping, bounded by vm.max_map_count
  * (default 65530); beyond it protect/install fail with DSM_ENOMEM; on
  * architectures other than x86-64 a store to a NONE page is first served as
- * a read fault. Memory of the region is not inherited by fork() children
- * (MADV_DONTFORK): a child touching it gets SIGSEGV.
+ * a read fault.
+ *
+ * fork(). The child of a fork() made while a pager exists is not a node
+ * (fork.c): the region and the pager's threads are not inherited; the
+ * region's range is mapped PROT_NONE in the child and a load or store of it
+ * prints "libdsm: shared memory at ADDR touched in process PID, a child
+ * forked after dsm_init: ..." and ends the child with _exit(DSM_EXIT_FAULT)
+ * (the fatal handler is not called: it belongs to the parent); a system
+ * call given such an address fails with EFAULT. dsm__pager_forked() is true
+ * there and every function below returns DSM_ECLOSED (create, start,
+ * install, protect, drop, access) or does only what concerns the child's
+ * own copy (stop: nothing; destroy: frees the copy, closes the child's
+ * descriptors). The parent is not affected. vfork() and posix_spawn()
+ * children (system(), popen()) and a child that execs are not concerned.
  */
 #ifndef DSM_PAGER_PAGER_H
 #define DSM_PAGER_PAGER_H
@@ -71,6 +83,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "dsm_errors.h"
 
@@ -162,7 +175,8 @@ int dsm__pager_start(struct dsm__pager *pg);
  * touching the region. One-way: a stopped pager can only be destroyed. */
 void dsm__pager_stop(struct dsm__pager *pg);
 
-/* Stop if needed, unmap the region, free. NULL does nothing. */
+/* Stop if needed, unmap the region, free. NULL does nothing. In a forked
+ * child: free the child's copy only (see fork() above). */
 void dsm__pager_destroy(struct dsm__pager *pg);
 
 void *dsm__pager_base(const struct dsm__pager *pg);
@@ -196,12 +210,72 @@ int dsm__pager_access(struct dsm__pager *pg, const void *addr);
 
 void dsm__pager_get_stats(const struct dsm__pager *pg, struct dsm__pager_stats *out);
 
+/* True in the child of a fork() made while a pager existed in the parent
+ * (after dsm_init), and in its descendants: such a process is not a node
+ * (see fork() above). Any thread; async-signal-safe; one relaxed load. */
+bool dsm__pager_forked(void);
+
 /* Set the process-wide fatal handler; NULL restores the default. */
 void dsm__pager_set_fatal_handler(dsm__pager_fatal_fn fn);
 
 /* Call the fatal handler for addr and err, then end the process with
  * DSM_EXIT_FAULT. Never returns. */
 _Noreturn void dsm__pager_fatal(void *addr, int err);
+
+/*
+ * The system calls of the pager, for tests that inject failures (the model
+ * is SQLite's os_unix.c aSyscall[]). Each slot has the libc prototype
+ * (ioctl is variadic, as in libc: the pager always passes one pointer);
+ * userfaultfd(flags) stands for syscall(SYS_userfaultfd, flags). Which
+ * backend operation makes which call:
+ *   uffd     create: userfaultfd, ioctl (UFFDIO_API, UFFDIO_REGISTER), mmap,
+ *                    mprotect, madvise (MADV_DONTFORK, MADV_NOHUGEPAGE);
+ *            install: ioctl UFFDIO_COPY; protect: ioctl UFFDIO_WRITEPROTECT;
+ *            drop: madvise MADV_DONTNEED; stop: mprotect, ioctl
+ *            UFFDIO_UNREGISTER; fault service: ioctl UFFDIO_WAKE; destroy:
+ *            munmap.
+ *   sigsegv  create: memfd_create, ftruncate, mmap (region and alias),
+ *            madvise; install: mprotect (after a memcpy into the alias; on
+ *            failure fallocate punches the page out); protect: mprotect;
+ *            drop: mprotect PROT_NONE then fallocate PUNCH_HOLE; stop:
+ *            mprotect; destroy: munmap.
+ *   both     create: mmap of the state words and of the zero page.
+ * A replacement fails as the kernel does: errno set, -1 (MAP_FAILED for
+ * mmap). The pager converts errno once, where the call returns, to the
+ * codes its functions document (install and protect: ENOMEM -> DSM_ENOMEM,
+ * anything else -> DSM_ESYS; install also EEXIST -> DSM_EBUSY, EFAULT ->
+ * DSM_EINVAL; drop: DSM_ESYS), and a page whose call failed keeps the
+ * access it had, in the records and in the kernel.
+ */
+struct dsm__pager_syscalls {
+	void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+	int (*munmap)(void *addr, size_t len);
+	int (*mprotect)(void *addr, size_t len, int prot);
+	int (*madvise)(void *addr, size_t len, int advice);
+	int (*ioctl)(int fd, unsigned long req, ...);
+	int (*userfaultfd)(int flags);
+	int (*memfd_create)(const char *name, unsigned flags);
+	int (*ftruncate)(int fd, off_t len);
+	int (*fallocate)(int fd, int mode, off_t off, off_t len);
+};
+
+/* Fill *out with the calls in use now (initially the real ones: a test
+ * keeps them to pass through the calls it does not fail). Any thread. */
+void dsm__pager_syscalls_get(struct dsm__pager_syscalls *out);
+
+/* Use the calls in *in from now on, in every pager of the process; a NULL
+ * slot, or in == NULL, restores the real call. To replace one call:
+ *   struct dsm__pager_syscalls sys;
+ *   dsm__pager_syscalls_get(&sys);   (and keep a copy as the real ones)
+ *   sys.mprotect = failing_mprotect;
+ *   dsm__pager_syscalls_set(&sys);
+ *   ...
+ *   dsm__pager_syscalls_set(NULL);
+ * Any thread, at any time: each slot is replaced atomically (a pager call
+ * already under way may still use the previous function of a slot; slots
+ * are not replaced together as one). For tests only; not thread-safe
+ * against concurrent set calls. */
+void dsm__pager_syscalls_set(const struct dsm__pager_syscalls *in);
 
 /* Parse a size with an optional binary suffix K, M, G, T (also KiB, ...,
  * case-insensitive): "64G" = 64 << 30. 0 or DSM_ECONFIG. */

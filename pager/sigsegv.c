@@ -10,6 +10,8 @@
  *   protect  mprotect of the application view.
  *   drop     mprotect PROT_NONE, then punch the page out of the memfd
  *            (memory returned; the alias reads zeros afterwards).
+ * These system calls (and the memfd's) go through the table of syscall.c
+ * (DSM__SYS), which tests can override.
  *
  * Fault hand-off, lock-free: the handler (in the faulting thread, signal
  * context) does no allocation and takes no lock. It claims the page's FAULT
@@ -21,10 +23,11 @@
  * cache-hot thread busy instead of rotating through all of them), and
  * sleeps on the slot's futex until the service thread has run the
  * callback. It then returns and the access is
- * retried. A fault outside the region, of another kind (SEGV_MAPERR,
- * instruction fetch) or in a fork child (the region is MADV_DONTFORK, so
- * MAPERR there) goes to the handler installed before ours, or the default
- * action, so a real crash still crashes with a core.
+ * retried. A fault outside the region or of another kind (SEGV_MAPERR,
+ * instruction fetch) goes to the handler installed before ours, or the
+ * default action, so a real crash still crashes with a core. In a fork
+ * child, fork.c's handler is installed over this one and takes the
+ * region's faults; it passes the others on to this one.
  */
 #include "pager-backend.h"
 
@@ -77,7 +80,7 @@ static struct sigaction prev_sa;
 
 static int sg_probe(void)
 {
-	int fd = memfd_create("libdsm-probe", MFD_CLOEXEC);
+	int fd = DSM__SYS(memfd_create)("libdsm-probe", MFD_CLOEXEC);
 
 	if (fd < 0) {
 		DSM__DEBUG("pager sigsegv: memfd_create: %s", strerror(errno));
@@ -96,14 +99,14 @@ static int sg_reserve(struct dsm__pager *pg)
 	if (!g)
 		return DSM_ENOMEM;
 	g->pg = pg;
-	g->memfd = memfd_create("libdsm-region", MFD_CLOEXEC);
+	g->memfd = DSM__SYS(memfd_create)("libdsm-region", MFD_CLOEXEC);
 	if (g->memfd < 0) {
 		DSM__ERR("pager sigsegv: memfd_create: %s", strerror(errno));
 		r = DSM_ESYS;
 		goto fail_memfd;
 	}
 	/* Sparse: memfd memory is allocated when a page is written. */
-	if (ftruncate(g->memfd, (off_t)pg->size)) {
+	if (DSM__SYS(ftruncate)(g->memfd, (off_t)pg->size)) {
 		DSM__ERR("pager sigsegv: ftruncate(%zu): %s", pg->size, strerror(errno));
 		r = DSM_ENOMEM;
 		goto fail_size;
@@ -111,19 +114,19 @@ static int sg_reserve(struct dsm__pager *pg)
 	r = dsm__pager_map_region(pg, PROT_NONE, MAP_SHARED, g->memfd);
 	if (r)
 		goto fail_size;
-	g->alias = mmap(NULL, pg->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-			g->memfd, 0);
+	g->alias = DSM__SYS(mmap)(NULL, pg->size, PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_NORESERVE, g->memfd, 0);
 	if (g->alias == MAP_FAILED) {
 		DSM__ERR("pager sigsegv: alias mapping: %s", strerror(errno));
 		r = DSM_ENOMEM;
 		goto fail_alias;
 	}
-	madvise(g->alias, pg->size, MADV_DONTFORK);
+	DSM__SYS(madvise)(g->alias, pg->size, MADV_DONTFORK);
 	pg->impl = g;
 	return 0;
 
 fail_alias:
-	munmap((void *)pg->base, pg->size);
+	DSM__SYS(munmap)((void *)pg->base, pg->size);
 fail_size:
 	close(g->memfd);
 fail_memfd:
@@ -139,7 +142,7 @@ static int prot_of(int access)
 
 static int mprot(uintptr_t a, size_t len, int access)
 {
-	if (!mprotect((void *)a, len, prot_of(access)))
+	if (!DSM__SYS(mprotect)((void *)a, len, prot_of(access)))
 		return 0;
 	if (errno == ENOMEM) {
 		DSM__ERR("pager sigsegv: mprotect %#lx+%zu: too many mappings "
@@ -154,7 +157,8 @@ static void punch(struct sg *g, uintptr_t a, size_t len)
 {
 	off_t off = (off_t)(a - g->pg->base);
 
-	if (fallocate(g->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len))
+	if (DSM__SYS(fallocate)(g->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+				(off_t)len))
 		DSM__WARN("pager sigsegv: punching %#lx+%zu: %s", (unsigned long)a, len,
 			  strerror(errno));
 }
@@ -475,7 +479,7 @@ static void sg_stop(struct dsm__pager *pg)
 	struct sg *g = pg->impl;
 	struct sigaction cur;
 
-	mprotect((void *)pg->base, pg->size, PROT_NONE);
+	DSM__SYS(mprotect)((void *)pg->base, pg->size, PROT_NONE);
 	if (g->handler_set) {
 		/* Put the previous handler back unless someone replaced ours. */
 		if (!sigaction(SIGSEGV, NULL, &cur) && (cur.sa_flags & SA_SIGINFO) &&
@@ -493,8 +497,8 @@ static void sg_release(struct dsm__pager *pg)
 
 	if (!g)
 		return;
-	munmap(g->alias, pg->size);
-	munmap((void *)pg->base, pg->size);
+	DSM__SYS(munmap)(g->alias, pg->size);
+	DSM__SYS(munmap)((void *)pg->base, pg->size);
 	close(g->memfd);
 	free(g);
 	pg->impl = NULL;

@@ -11,6 +11,8 @@
  *   protect  UFFDIO_WRITEPROTECT set/clear (clearing wakes waiters).
  *   drop     MADV_DONTNEED (anonymous zap leaves no marker: next touch is a
  *            missing fault).
+ * Every system call that changes a mapping or talks to the userfaultfd goes
+ * through the table of syscall.c (DSM__SYS), which tests can override.
  *
  * Fault service: DSM_PAGER_THREADS threads, each blocked in its own epoll
  * on the uffd, added with EPOLLEXCLUSIVE: a fault report wakes exactly one
@@ -68,10 +70,10 @@ static int uffd_open(int *out)
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP };
 	int fd, e;
 
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	fd = DSM__SYS(userfaultfd)(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	if (fd < 0 && errno == EINVAL) {
 		DSM__DEBUG("pager uffd: UFFD_USER_MODE_ONLY unknown to this kernel, trying without");
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+		fd = DSM__SYS(userfaultfd)(O_CLOEXEC | O_NONBLOCK);
 	}
 	if (fd < 0) {
 		e = errno;
@@ -79,7 +81,7 @@ static int uffd_open(int *out)
 		return e == ENOSYS || e == EPERM || e == EACCES || e == EINVAL ? DSM_ENOTSUP
 									     : DSM_ESYS;
 	}
-	if (ioctl(fd, UFFDIO_API, &api)) {
+	if (DSM__SYS(ioctl)(fd, UFFDIO_API, &api)) {
 		DSM__DEBUG("pager uffd: UFFDIO_API with write-protect: %s", strerror(errno));
 		close(fd);
 		return DSM_ENOTSUP;
@@ -99,7 +101,7 @@ static int uffd_register(int fd, uintptr_t addr, size_t len)
 	const uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_WRITEPROTECT) |
 			      (1ull << _UFFDIO_WAKE);
 
-	if (ioctl(fd, UFFDIO_REGISTER, &reg)) {
+	if (DSM__SYS(ioctl)(fd, UFFDIO_REGISTER, &reg)) {
 		DSM__DEBUG("pager uffd: UFFDIO_REGISTER missing|wp: %s", strerror(errno));
 		return DSM_ENOTSUP;
 	}
@@ -120,13 +122,14 @@ static int uffd_probe(void)
 	r = uffd_open(&fd);
 	if (r)
 		return r;
-	p = mmap(NULL, (size_t)ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p = DSM__SYS(mmap)(NULL, (size_t)ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			   -1, 0);
 	if (p == MAP_FAILED) {
 		close(fd);
 		return DSM_ENOMEM;
 	}
 	r = uffd_register(fd, (uintptr_t)p, (size_t)ps);
-	munmap(p, (size_t)ps);
+	DSM__SYS(munmap)(p, (size_t)ps);
 	close(fd);
 	return r;
 }
@@ -146,7 +149,7 @@ static int uffd_reserve(struct dsm__pager *pg)
 		goto fail_map;
 	/* Faults on a PROT_NONE mapping are SIGSEGV, not userfaults: the page
 	 * tables decide from here on. MAP_NORESERVE: nothing is charged. */
-	if (mprotect((void *)pg->base, pg->size, PROT_READ | PROT_WRITE)) {
+	if (DSM__SYS(mprotect)((void *)pg->base, pg->size, PROT_READ | PROT_WRITE)) {
 		r = errno == ENOMEM ? DSM_ENOMEM : DSM_ESYS;
 		DSM__ERR("pager uffd: mprotect of the region: %s", strerror(errno));
 		goto fail_prot;
@@ -170,7 +173,7 @@ static int uffd_reserve(struct dsm__pager *pg)
 fail_reg:
 	close(u->fd);
 fail_prot:
-	munmap((void *)pg->base, pg->size);
+	DSM__SYS(munmap)((void *)pg->base, pg->size);
 fail_map:
 	free(u);
 	return r;
@@ -180,7 +183,7 @@ static void uffd_wake(struct uffd *u, uintptr_t a)
 {
 	struct uffdio_range rg = { .start = a, .len = u->pg->pgsz };
 
-	if (ioctl(u->fd, UFFDIO_WAKE, &rg) && errno != ENOENT)
+	if (DSM__SYS(ioctl)(u->fd, UFFDIO_WAKE, &rg) && errno != ENOENT)
 		DSM__WARN("pager uffd: UFFDIO_WAKE %#lx: %s", (unsigned long)a, strerror(errno));
 }
 
@@ -199,7 +202,7 @@ static int uffd_install(struct dsm__pager *pg, uintptr_t a, const void *src, int
 		c = (struct uffdio_copy){
 			.dst = a, .src = (uintptr_t)src, .len = pg->pgsz, .mode = mode,
 		};
-		if (!ioctl(u->fd, UFFDIO_COPY, &c))
+		if (!DSM__SYS(ioctl)(u->fd, UFFDIO_COPY, &c))
 			return 0;
 		if (errno == EAGAIN) /* the address space was changing: retry */
 			continue;
@@ -236,12 +239,14 @@ static int uffd_protect(struct dsm__pager *pg, uintptr_t a, size_t len, int acce
 		}
 	}
 
-	while (ioctl(u->fd, UFFDIO_WRITEPROTECT, &wp)) {
-		if (errno == EAGAIN)
+	while (DSM__SYS(ioctl)(u->fd, UFFDIO_WRITEPROTECT, &wp)) {
+		int e = errno;
+
+		if (e == EAGAIN)
 			continue;
 		DSM__ERR("pager uffd: UFFDIO_WRITEPROTECT %#lx+%zu: %s", (unsigned long)a, len,
-			 strerror(errno));
-		return errno == ENOMEM ? DSM_ENOMEM : DSM_ESYS;
+			 strerror(e));
+		return e == ENOMEM ? DSM_ENOMEM : DSM_ESYS;
 	}
 	return 0;
 }
@@ -250,7 +255,7 @@ static int uffd_protect(struct dsm__pager *pg, uintptr_t a, size_t len, int acce
 static int uffd_drop(struct dsm__pager *pg, uintptr_t a, size_t len)
 {
 	(void)pg;
-	if (madvise((void *)a, len, MADV_DONTNEED)) {
+	if (DSM__SYS(madvise)((void *)a, len, MADV_DONTNEED)) {
 		DSM__ERR("pager uffd: MADV_DONTNEED %#lx+%zu: %s", (unsigned long)a, len,
 			 strerror(errno));
 		return DSM_ESYS;
@@ -454,8 +459,8 @@ static void uffd_stop(struct dsm__pager *pg)
 
 	/* From here every access is SIGSEGV; unregistering wakes any thread
 	 * still waiting so it meets that too instead of sleeping forever. */
-	mprotect((void *)pg->base, pg->size, PROT_NONE);
-	if (ioctl(u->fd, UFFDIO_UNREGISTER, &rg))
+	DSM__SYS(mprotect)((void *)pg->base, pg->size, PROT_NONE);
+	if (DSM__SYS(ioctl)(u->fd, UFFDIO_UNREGISTER, &rg))
 		DSM__WARN("pager uffd: UFFDIO_UNREGISTER: %s", strerror(errno));
 	uffd_join(u);
 }
@@ -468,7 +473,7 @@ static void uffd_release(struct dsm__pager *pg)
 		return;
 	close(u->stopfd);
 	close(u->fd);
-	munmap((void *)pg->base, pg->size);
+	DSM__SYS(munmap)((void *)pg->base, pg->size);
 	free(u);
 	pg->impl = NULL;
 }

@@ -10,7 +10,13 @@
  * in which another thread serves the fault: it is two such wake-ups), then
  * per backend
  * <b>_read_fault (load of a NONE page -> read callback -> install READ) and
- * <b>_wp_fault (store to a READ page -> write callback -> protect RW).
+ * <b>_wp_fault (store to a READ page -> write callback -> protect RW),
+ * <b>_protect_1page (dsm__pager_protect of one present page, READ and RW
+ * in turn: what a release does per dirty page),
+ * <b>_drop_absent_16 (dsm__pager_drop of 16 pages none of which is
+ * present: no system call, the range scan alone) and
+ * <b>_drop_64g_sparse (dsm__pager_drop of a whole 64 GiB region of which
+ * 64 pages are present; median of 5).
  * Values are medians over BENCH_FAULTS faults (default 100000), each timed
  * alone. The pager runs with its defaults (DSM_PAGER_THREADS,
  * DSM_PAGER_SPIN_NS from the environment).
@@ -207,7 +213,72 @@ static int bench_backend(const char *name, size_t n, int64_t *t, double ref)
 	}
 	snprintf(metric, sizeof(metric), "%s_wp_fault", name);
 	line(metric, median(t, n), ref);
+
+	/* protect of one present page, each call timed alone */
+	r = dsm__pager_install(pg, base, src_page, DSM__PAGER_RW);
+	if (r)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		int64_t t0 = dsm__now_ns();
+
+		r = dsm__pager_protect(pg, base, ps, i & 1 ? DSM__PAGER_RW : DSM__PAGER_READ);
+		t[i] = dsm__now_ns() - t0;
+		if (r)
+			goto out;
+	}
+	snprintf(metric, sizeof(metric), "%s_protect_1page", name);
+	line(metric, median(t, n), ref);
+
+	/* drop of 16 absent pages (next to a present one), in groups of 100 */
+	for (size_t g = 0; g < n / 100; g++) {
+		int64_t t0 = dsm__now_ns();
+
+		for (int i = 0; i < 100; i++)
+			dsm__pager_drop(pg, base + ps, 16 * ps);
+		t[g] = (dsm__now_ns() - t0) / 100;
+	}
+	snprintf(metric, sizeof(metric), "%s_drop_absent_16", name);
+	line(metric, median(t, n / 100), ref);
 out:
+	dsm__pager_destroy(pg);
+	pg = NULL;
+	return r;
+}
+
+/* Drop of a whole 64 GiB region with 64 pages present (one per GiB). */
+static int bench_big_drop(const char *name, int64_t *t, double ref)
+{
+	struct dsm__pager_cfg cfg;
+	char metric[64];
+	char *base;
+	int r;
+
+	r = dsm__pager_cfg_from_env(&cfg);
+	if (r)
+		return r;
+	cfg.backend = name;
+	cfg.size = (size_t)64 << 30;
+	cfg.read_fault = read_cb;
+	cfg.write_fault = write_cb;
+	r = dsm__pager_create(&cfg, &pg);
+	if (r)
+		return r;
+	base = dsm__pager_base(pg);
+	for (int k = 0; k < 5 && !r; k++) {
+		int64_t t0;
+
+		for (size_t g = 0; g < 64 && !r; g++)
+			r = dsm__pager_install(pg, base + (g << 30) + 777 * ps, src_page,
+					       DSM__PAGER_READ);
+		t0 = dsm__now_ns();
+		if (!r)
+			r = dsm__pager_drop(pg, base, cfg.size);
+		t[k] = dsm__now_ns() - t0;
+	}
+	if (!r) {
+		snprintf(metric, sizeof(metric), "%s_drop_64g_sparse", name);
+		line(metric, median(t, 5), ref);
+	}
 	dsm__pager_destroy(pg);
 	pg = NULL;
 	return r;
@@ -238,6 +309,8 @@ int main(void)
 	if (bench_backend("uffd", (size_t)nf, t, touch))
 		failed++;
 	if (bench_backend("sigsegv", (size_t)nf, t, touch))
+		failed++;
+	if (bench_big_drop("uffd", t, touch) || bench_big_drop("sigsegv", t, touch))
 		failed++;
 	free(t);
 	free(src_page);

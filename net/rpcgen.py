@@ -822,7 +822,7 @@ def gen_source(procs, name, src, header):
          '#include <string.h>',
          '',
          '#include "%s"' % header,
-         '#include "wire.h"',
+         '#include "le.h"',
          '',
          '_Static_assert(%d <= DSM__RPC_MAX_PROC, "procedure ids fit the runtime");'
          % max(p.id for p in procs),

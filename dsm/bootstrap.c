@@ -39,6 +39,7 @@
 #endif
 
 #include "common.h"
+#include "fnv.h"
 
 #define BOOT_MAGIC 0x424d5344u /* "DSMB" little-endian */
 #define T_HELLO 1
@@ -148,31 +149,22 @@ static void finish(struct wbuf *w)
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static uint64_t fnv1a64(uint64_t h, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		h ^= (uint8_t)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 /* Hash of what must be equal at every node of a job. */
 static uint64_t job_fingerprint(void)
 {
 	static const char *const vars[] = { "DSM_HEAP_SIZE", "DSM_BASE" };
-	uint64_t h = 14695981039346656037ull;
+	uint64_t h = DSM__FNV1A64_INIT;
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe));
 
 	if (n > 0)
-		h = fnv1a64(h, exe, (size_t)n);
+		h = dsm__fnv1a64(h, exe, (size_t)n);
 	for (size_t i = 0; i < DSM__ARRAY_SIZE(vars); i++) {
 		const char *v = dsm__env_str(vars[i]);
 
-		h = fnv1a64(h, "\0", 1);
+		h = dsm__fnv1a64(h, "\0", 1);
 		if (v)
-			h = fnv1a64(h, v, strlen(v));
+			h = dsm__fnv1a64(h, v, strlen(v));
 	}
 	return h;
 }
@@ -293,17 +285,6 @@ static int alloc_addrs(struct dsm__net_cfg *cfg, unsigned nodes)
 	return 0;
 }
 
-static uint32_t fnv1a32(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	while (*s) {
-		h ^= (uint8_t)*s++;
-		h *= 16777619u;
-	}
-	return h;
-}
-
 /* The address this node announces under a launcher: DSM_HOST, else what
  * the host name resolves to, else 127.0.0.1. */
 static struct in_addr launcher_host(void)
@@ -403,7 +384,7 @@ static int pmix_boot(struct dsm__net_cfg *cfg)
 			goto fail_put;
 		}
 	}
-	set_cluster(cfg, fnv1a32(me.nspace));
+	set_cluster(cfg, dsm__fnv1a32_str(me.nspace));
 	close(fd);
 	PMIx_Finalize(NULL, 0);
 	DSM__INFO("PMIx bootstrap: rank %u of %u, namespace %s", cfg->rank, cfg->nodes, me.nspace);

@@ -1,11 +1,13 @@
 /*
  * Tests of common/'s codec helpers: the little-endian put/get of le.h
- * (byte order pinned, unaligned pointers, round trips of extreme values).
+ * (byte order pinned, unaligned pointers, round trips of extreme values)
+ * and FNV-1a of fnv.h (the published test vectors, incremental hashing).
  */
 #include <check.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "le.h"
 #include "testutil.h"
 
@@ -60,12 +62,62 @@ START_TEST(common_le_unaligned_roundtrip)
 }
 END_TEST
 
+/* Vectors from the FNV reference (draft-eastlake-fnv, fnv_test.c). */
+START_TEST(common_fnv1a_vectors)
+{
+	static const struct {
+		const char *s;
+		uint32_t h32;
+		uint64_t h64;
+	} v[] = {
+		{ "", 0x811c9dc5u, 0xcbf29ce484222325ull },
+		{ "a", 0xe40c292cu, 0xaf63dc4c8601ec8cull },
+		{ "foobar", 0xbf9cf968u, 0x85944171f73967e8ull },
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		size_t n = strlen(v[i].s);
+
+		ck_assert_uint_eq(dsm__fnv1a32(DSM__FNV1A32_INIT, v[i].s, n), v[i].h32);
+		ck_assert_uint_eq(dsm__fnv1a32_str(v[i].s), v[i].h32);
+		ck_assert_uint_eq(dsm__fnv1a64(DSM__FNV1A64_INIT, v[i].s, n), v[i].h64);
+	}
+	/* bytes >= 0x80 count as unsigned (a signed char would differ) */
+	ck_assert_uint_eq(dsm__fnv1a32_str("\xff"), (0x811c9dc5u ^ 0xffu) * 16777619u);
+	ck_assert_uint_eq(dsm__fnv1a64(DSM__FNV1A64_INIT, "\xff", 1),
+			  (0xcbf29ce484222325ull ^ 0xffu) * 1099511628211ull);
+}
+END_TEST
+
+/* Hashing in pieces (as the bootstrap's job fingerprint does) equals
+ * hashing the concatenation, NUL separators included. */
+START_TEST(common_fnv1a_incremental)
+{
+	static const char whole[] = "/usr/bin/prog\0" "1G\0" "0x200000000000";
+	uint64_t h = DSM__FNV1A64_INIT;
+	uint32_t g = DSM__FNV1A32_INIT;
+
+	h = dsm__fnv1a64(h, "/usr/bin/prog", 13);
+	h = dsm__fnv1a64(h, "\0", 1);
+	h = dsm__fnv1a64(h, "1G", 2);
+	h = dsm__fnv1a64(h, "\0", 1);
+	h = dsm__fnv1a64(h, "0x200000000000", 14);
+	ck_assert_uint_eq(h, dsm__fnv1a64(DSM__FNV1A64_INIT, whole, sizeof(whole) - 1));
+	g = dsm__fnv1a32(g, whole, 5);
+	g = dsm__fnv1a32(g, whole + 5, sizeof(whole) - 1 - 5);
+	ck_assert_uint_eq(g, dsm__fnv1a32(DSM__FNV1A32_INIT, whole, sizeof(whole) - 1));
+	ck_assert_uint_eq(dsm__fnv1a64(h, NULL, 0), h); /* nothing to add */
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
 	Suite *s = suite_create("common");
 
 	DSM_TEST_ADD(s, common_le_layout, 10);
 	DSM_TEST_ADD(s, common_le_unaligned_roundtrip, 10);
+	DSM_TEST_ADD(s, common_fnv1a_vectors, 10);
+	DSM_TEST_ADD(s, common_fnv1a_incremental, 10);
 	return s;
 }
 

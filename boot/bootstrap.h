@@ -1,10 +1,11 @@
 /*
- * Bootstrap: how a node learns its rank, the node count and every node's
- * UDP address before the net layer starts. Runs once, at initialisation,
- * before any other library thread exists.
+ * The boot layer (boot/), between net/ and dsm/: how a node learns its
+ * rank, the node count and every node's UDP address before the net layer
+ * starts. Its one private header: dsm/ includes it. Runs once, at
+ * initialisation, before any other library thread exists.
  */
-#ifndef DSM_DSM_BOOTSTRAP_H
-#define DSM_DSM_BOOTSTRAP_H
+#ifndef DSM_BOOT_BOOTSTRAP_H
+#define DSM_BOOT_BOOTSTRAP_H
 
 #include "net.h"
 
@@ -39,4 +40,4 @@
  */
 int dsm__bootstrap(struct dsm__net_cfg *cfg);
 
-#endif /* DSM_DSM_BOOTSTRAP_H */
+#endif /* DSM_BOOT_BOOTSTRAP_H */

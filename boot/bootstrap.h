@@ -9,8 +9,11 @@
 
 #include "net.h"
 
-/* Version of the DSM_BOOTSTRAP TCP exchange (see bootstrap.c). */
-#define DSM__BOOT_VERSION 1
+/* Version of the DSM_BOOTSTRAP TCP exchange (see bootstrap.c): 2, the
+ * records of boot/boot.rpc (u32 lengths); 1 was hand-encoded with u16
+ * lengths. Nodes of different versions refuse each other with a message
+ * that names both versions. */
+#define DSM__BOOT_VERSION 2
 /* Longest "host:port" a node may announce. */
 #define DSM__BOOT_ADDR_MAX 255
 /* Longest error text rank 0 sends back. */

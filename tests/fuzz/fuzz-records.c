@@ -1,7 +1,9 @@
 /*
  * Fuzz target for the record codecs net/rpcgen.py generates (records have
  * no procedure table, so this target keeps its own): the records of
- * tests/unit/rpcgen-test.rpc (every field kind, the diffs batch item).
+ * tests/unit/rpcgen-test.rpc (every field kind, the diffs batch item) and
+ * of boot/boot.rpc (the DSM_BOOTSTRAP rendezvous, read from a TCP port
+ * anyone can connect to).
  * The first input byte chooses a record and a mode:
  *     sel = byte % (2 * NRECS), record = recs[sel / 2],
  *     even: decode the rest as exactly one record,
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "boot_rpc.h"
 #include "rtest_rpc.h"
 
 struct rec {
@@ -57,12 +60,22 @@ struct rec {
 WRAP(rt_diff_item)
 WRAP(rt_all)
 WRAP(rt_byte)
+WRAP(boot_hdr)
+WRAP(boot_hello)
+WRAP(boot_list)
+WRAP(boot_addr)
+WRAP(boot_error)
 
 /* Append only (see above). */
 static const struct rec recs[] = {
 	REC(rt_diff_item, RT_DIFF_ITEM),
 	REC(rt_all, RT_ALL),
 	REC(rt_byte, RT_BYTE),
+	REC(boot_hdr, BOOT_HDR),     /* sel 6, 7 */
+	REC(boot_hello, BOOT_HELLO), /* sel 8, 9 */
+	REC(boot_list, BOOT_LIST),   /* sel 10, 11 */
+	REC(boot_addr, BOOT_ADDR),   /* sel 12, 13 */
+	REC(boot_error, BOOT_ERROR), /* sel 14, 15 */
 };
 #define NRECS (sizeof(recs) / sizeof(recs[0]))
 

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "le.h"
 
 #if defined(__SSE2__) && !defined(DSM_DIFF_SCALAR)
 #include <emmintrin.h>
@@ -40,20 +41,6 @@ _Static_assert(DSM_DIFF_BOUND(DSM_DIFF_MAX_PAGE) <= INT32_MAX,
 
 #define BLOCK 64  /* bytes per mask */
 #define CHUNK 512 /* bytes skipped by one memcmp */
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static inline uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-	       ((uint32_t)p[3] << 24);
-}
 
 static inline size_t varint_size(size_t v)
 {
@@ -131,18 +118,8 @@ static inline uint64_t load64(const uint8_t *p)
 	return v;
 }
 
-/* v as loaded from memory, reordered so that memory byte k is bits 8k..8k+7. */
-static inline uint64_t le64(uint64_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	return __builtin_bswap64(v);
-#else
-	return v;
-#endif
-}
-
-/* x: one word's XOR in le64 order. Returns 8 bits, bit k set when byte k
- * of x is non-zero. */
+/* x: one word's XOR, byte order fixed by le64toh() (memory byte k in bits
+ * 8k..8k+7). Returns 8 bits, bit k set when byte k of x is non-zero. */
 static inline uint64_t byte_mask(uint64_t x)
 {
 	const uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
@@ -168,7 +145,7 @@ static inline uint64_t words_mask(const uint8_t *t, const uint8_t *p, uint8_t *b
 		uint64_t w = load64(p + 8 * k);
 
 		memcpy(buf + 8 * k, &w, 8);
-		x[k] = le64(w) ^ le64(load64(t + 8 * k));
+		x[k] = le64toh(w) ^ le64toh(load64(t + 8 * k));
 		any |= x[k];
 	}
 	if (!any)
@@ -363,9 +340,9 @@ int dsm__diff_encode(const void *twin, const void *page, size_t page_size,
 	}
 	if (e.open)
 		run_close(&e);
-	put_le32(out, DSM_DIFF_MAGIC);
-	put_le32(out + 4, (uint32_t)page_size);
-	put_le32(out + 8, e.nruns);
+	dsm__put_le32(out, DSM_DIFF_MAGIC);
+	dsm__put_le32(out + 4, (uint32_t)page_size);
+	dsm__put_le32(out + 8, e.nruns);
 	return (int)e.pos;
 }
 
@@ -377,7 +354,7 @@ int dsm__diff_encode(const void *twin, const void *page, size_t page_size,
 static int walk(const uint8_t *diff, size_t len, size_t page_size, uint8_t *page)
 {
 	size_t pos = DSM_DIFF_HDR_SIZE, cur = 0;
-	uint32_t nruns = get_le32(diff + 8);
+	uint32_t nruns = dsm__get_le32(diff + 8);
 
 	/* Each run takes at least 3 bytes, so a huge nruns fails fast. */
 	for (uint32_t k = 0; k < nruns; k++) {
@@ -412,8 +389,8 @@ int dsm__diff_validate(const uint8_t *diff, size_t len, size_t page_size)
 {
 	if (!page_size_ok(page_size) || (!diff && len))
 		return DSM_EINVAL;
-	if (len < DSM_DIFF_HDR_SIZE || get_le32(diff) != DSM_DIFF_MAGIC ||
-	    get_le32(diff + 4) != page_size)
+	if (len < DSM_DIFF_HDR_SIZE || dsm__get_le32(diff) != DSM_DIFF_MAGIC ||
+	    dsm__get_le32(diff + 4) != page_size)
 		return DSM_EPROTO;
 	return walk(diff, len, page_size, NULL);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "fnv.h"
 #include "net_rpc.h"
 
 struct dsm__net {
@@ -17,18 +18,6 @@ struct dsm__net {
 	struct dsm__chan *chan;
 	struct dsm__rpc *rpc;
 };
-
-/* FNV-1a, to derive a cluster id from the peer list when none is given. */
-static uint32_t fnv1a(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	while (*s) {
-		h ^= (uint8_t)*s++;
-		h *= 16777619u;
-	}
-	return h;
-}
 
 void dsm__net_cfg_fini(struct dsm__net_cfg *cfg)
 {
@@ -86,7 +75,7 @@ int dsm__net_cfg_settings_from_env(struct dsm__net_cfg *cfg, const char *peers)
 
 	prov = dsm__env_str("DSM_PROVIDER");
 	snprintf(cfg->provider, sizeof(cfg->provider), "%s", prov ? prov : "udp");
-	if ((e = dsm__env_long("DSM_CLUSTER", peers ? (long)fnv1a(peers) : 0, 0, UINT32_MAX, &v)))
+	if ((e = dsm__env_long("DSM_CLUSTER", peers ? (long)dsm__fnv1a32_str(peers) : 0, 0, UINT32_MAX, &v)))
 		return e;
 	cfg->cluster = (uint32_t)v;
 	if ((e = dsm__env_long("DSM_PEER_TIMEOUT_MS", 1000, 50, 3600000, &v)))

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""rpcgen: turn an RPC interface file (net/net.rpc, dsm/dsm.rpc) into C.
+"""rpcgen: turn an RPC interface file (net/net.rpc, dsm/dsm.rpc, boot/boot.rpc)
+into C.
 
 Usage:
     rpcgen.py --name N INPUT.rpc OUT_rpc.h OUT_rpc.c
@@ -18,6 +19,7 @@ The interface language
         rep { FIELD; ... }
     }
     msg ID NAME [inline] { FIELD; ... }     # one-way, no reply
+    record NAME { FIELD; ... }              # codecs only, no procedure
 
     FIELD := TYPE NAME          a scalar: u8 u16 u32 u64 i32 i64
            | bytes NAME<MAX>    variable bytes (u32 length + data), at most MAX
@@ -31,12 +33,22 @@ thread (DSM__RPC_F_INLINE), otherwise it runs on the worker pool. A req or
 rep block may be empty. MAX is 1..2^31; an inline array may take at most
 4096 bytes in its struct (MAX * element size), and a fixed bytes field 1..4096
 bytes: use bytes<MAX> for anything big. Numbers are decimal or 0x hex.
-Comment lines right above a call or msg are copied into the generated header.
+Comment lines right above a call, msg or record are copied into the
+generated header.
+
+A record is a wire format that is not a procedure of its own: a message
+of another protocol (the bootstrap's TCP exchange), or the element of a
+batch packed into one bytes<MAX> field of a call (the release's diffs).
+It has no ID and at least one field (so every encoded record takes at
+least one byte, and a walk over a sequence always advances). A file may
+hold records only: it then has no procedure table.
 
 Rejected (file:line: what): syntax errors, unknown types, duplicate ids or
 names, an id out of range, MAX out of range, oversized inline arrays, a
-field name repeated in a block, and any two generated C names that would
-collide (e.g. `DSM_RPC_A_B_C_MAX` from call a_b field c and call a field b_c).
+field name repeated in a block, a record without fields, and any two
+generated C names that would collide (e.g. `DSM_RPC_A_B_C_MAX` from call
+a_b field c and call a field b_c, or `struct dsm_rpc_a_req` from record
+a_req and call a).
 
 What it generates, for --name N and each call C (msg M)
 ---------------------------------------------------------
@@ -55,6 +67,37 @@ N_rpc.h:
     extern const struct dsm__rpc_proc *const dsm_rpc_N_procs[DSM_RPC_N_NPROCS];
     static inline client stubs dsm_rpc_C(), dsm_rpc_C_async(), dsm_rpc_M_send();
     server side: dsm_rpc_C_handler, dsm_rpc_C_serve(), dsm_rpc_C_reply().
+    (none of the procedure names when the file has records only)
+
+and for each record R:
+    struct dsm_rpc_R                                (members as above)
+    DSM_RPC_R_<FIELD>_MAX       one per variable-length field
+    DSM_RPC_R_SIZE_MIN          encoded size with every variable field empty
+    DSM_RPC_R_SIZE_MAX          largest encoded size (every field at its MAX);
+                                an unsigned constant, ull when above 2^32 - 1
+    size_t dsm_rpc_R_size(const struct dsm_rpc_R *m);
+    int dsm_rpc_R_encode(const struct dsm_rpc_R *m, uint8_t *buf, size_t cap);
+    int dsm_rpc_R_decode(struct dsm_rpc_R *m, const uint8_t *buf, size_t len);
+        size, encode and decode as for calls: decode takes exactly one
+        record (trailing bytes are DSM_EPROTO). To append to a batch,
+        encode at buf + used with cap - used; the result is what was added.
+    int dsm_rpc_R_decode_next(struct dsm_rpc_R *m, const uint8_t **p,
+                              const uint8_t *end);
+        walks a sequence of records packed back to back in [*p, end),
+        without copying (bytes fields point into the sequence). Returns
+          1            a record was decoded into *m; *p is moved past it;
+          0            *p == end: the sequence is over (*m is untouched);
+          DSM_EPROTO   [*p, end) does not start with one whole valid record
+                       (truncated, a length above its MAX or beyond end, or
+                       *p > end); *p is not moved, *m is unspecified.
+        So bytes after the last whole record are an error, never skipped:
+            while ((r = dsm_rpc_R_decode_next(&m, &p, end)) == 1)
+                    use(&m);
+            if (r < 0)
+                    reject the batch;
+        Every length is checked against its MAX and the bytes left before
+        it is used; each call reads at most DSM_RPC_R_SIZE_MAX bytes.
+
 N_rpc.c: the codecs, the proc descriptors and the id-ordered procs array.
 
 Body encoding: fields in declaration order, no padding, little-endian;
@@ -139,8 +182,10 @@ class Field:
 
 
 class Proc:
+    """A call, a msg, or a record (kind 'record': no id, fields in rec)."""
+
     def __init__(self, kind, id_, name, inline, line, doc):
-        self.kind = kind  # 'call' or 'msg'
+        self.kind = kind  # 'call', 'msg' or 'record'
         self.id = id_
         self.name = name
         self.inline = inline
@@ -149,9 +194,13 @@ class Proc:
         self.req = []
         self.rep = []
         self.msg = []
+        self.rec = []
 
     def bodies(self):
-        """(suffix, fields) of each struct this proc has."""
+        """(suffix, fields) of each struct this proc has; a record's struct
+        has no suffix (None)."""
+        if self.kind == 'record':
+            return [(None, self.rec)]
         if self.kind == 'msg':
             return [('msg', self.msg)]
         return [('req', self.req), ('rep', self.rep)]
@@ -240,10 +289,21 @@ class Parser:
         procs = []
         while self.peek().kind != 'eof':
             t = self.next()
-            if t.kind != 'id' or t.text not in ('call', 'msg'):
-                raise RpcError(t.line, "expected 'call' or 'msg', found %s" % t.describe())
-            procs.append(self.proc(t))
+            if t.kind != 'id' or t.text not in ('call', 'msg', 'record'):
+                raise RpcError(t.line, "expected 'call', 'msg' or 'record', found %s"
+                               % t.describe())
+            procs.append(self.record(t) if t.text == 'record' else self.proc(t))
         return procs
+
+    def record(self, kw):
+        name = self.ident('record name')
+        p = Proc('record', None, name.text, False, kw.line, self.docs.get(kw.line, []))
+        self.expect('{', "'{' after record %s" % p.name)
+        p.rec = self.fields('record ' + p.name)
+        if not p.rec:
+            raise RpcError(kw.line, 'record %s has no fields (a record must take at least '
+                           'one byte on the wire)' % p.name)
+        return p
 
     def proc(self, kw):
         id_, idline = self.number('procedure id')
@@ -335,13 +395,14 @@ def check_name(name, line, what):
 def check(procs, name):
     """Checks across the whole file; raises RpcError."""
     if not procs:
-        raise RpcError(1, 'no call or msg in the file')
+        raise RpcError(1, 'no call, msg or record in the file')
     ids, names = {}, {}
     for p in procs:
-        if p.id in ids:
-            raise RpcError(p.line, 'duplicate id %d (also %s at line %d)'
-                           % (p.id, ids[p.id].name, ids[p.id].line))
-        ids[p.id] = p
+        if p.kind != 'record':
+            if p.id in ids:
+                raise RpcError(p.line, 'duplicate id %d (also %s at line %d)'
+                               % (p.id, ids[p.id].name, ids[p.id].line))
+            ids[p.id] = p
         if p.name in names:
             raise RpcError(p.line, "duplicate name '%s' (first at line %d)"
                            % (p.name, names[p.name].line))
@@ -360,21 +421,29 @@ def check(procs, name):
 
     up = name.upper()
     claim(ordinary, 'DSM_RPC_%s_H' % up, 1, '--name')
-    claim(ordinary, 'dsm_rpc_%s_procs' % name, 1, '--name')
-    claim(ordinary, 'DSM_RPC_%s_NPROCS' % up, 1, '--name')
+    if has_procs(procs):
+        claim(ordinary, 'dsm_rpc_%s_procs' % name, 1, '--name')
+        claim(ordinary, 'DSM_RPC_%s_NPROCS' % up, 1, '--name')
     for p in procs:
         what = '%s %s' % (p.kind, p.name)
         pre = 'dsm_rpc_' + p.name
         up = 'DSM_RPC_' + p.name.upper()
-        claim(ordinary, up + '_ID', p.line, what)
-        for ident in ['_proc', '_handler', '_serve'] + (
-                ['_send'] if p.kind == 'msg' else ['', '_async', '_reply']):
-            claim(ordinary, pre + ident, p.line, what)
+        if p.kind == 'record':
+            for ident in ('_SIZE_MIN', '_SIZE_MAX'):
+                claim(ordinary, up + ident, p.line, what)
+            for ident in ('_decode_next', '_parse'):
+                claim(ordinary, pre + ident, p.line, what)
+        else:
+            claim(ordinary, up + '_ID', p.line, what)
+            for ident in ['_proc', '_handler', '_serve'] + (
+                    ['_send'] if p.kind == 'msg' else ['', '_async', '_reply']):
+                claim(ordinary, pre + ident, p.line, what)
         maxes = {}
         for side, fields in p.bodies():
-            claim(tags, '%s_%s' % (pre, side), p.line, what)
+            s = struct_name(p, side)
+            claim(tags, s, p.line, what)
             for op in ('size', 'encode', 'decode'):
-                claim(ordinary, '%s_%s_%s' % (pre, side, op), p.line, what)
+                claim(ordinary, '%s_%s' % (s, op), p.line, what)
             members = {}  # C member name -> field declaring it
             for f in fields:
                 for mname in [f.name] + ([f.name + '_len'] if f.kind == 'array' else []):
@@ -399,10 +468,16 @@ def check(procs, name):
                       'field %s of %s' % (f.name, what))
 
 
+def has_procs(procs):
+    return any(p.kind != 'record' for p in procs)
+
+
 def parse_file(text, name):
+    """Calls and msgs in id order, then records in file order."""
     procs = Parser(text).parse()
     check(procs, name)
-    return sorted(procs, key=lambda p: p.id)
+    return (sorted((p for p in procs if p.kind != 'record'), key=lambda p: p.id)
+            + [p for p in procs if p.kind == 'record'])
 
 
 # ---------------------------------------------------------------- codegen
@@ -422,6 +497,8 @@ def max_macro(p, f):
 
 
 def struct_name(p, side):
+    if side is None:
+        return 'dsm_rpc_' + p.name
     return 'dsm_rpc_%s_%s' % (p.name, side)
 
 
@@ -441,6 +518,49 @@ def member_lines(p, fields):
     if not out:
         out.append('\tuint8_t unused_; /* empty body: C forbids empty structs */')
     return out
+
+
+def field_size_min(f):
+    return (SCALARS[f.type][1] if f.kind == 'scalar'
+            else f.n if f.kind == 'fixed' else 4)
+
+
+def field_size_max(f):
+    if f.kind == 'bytes':
+        return 4 + f.max
+    if f.kind == 'array':
+        return 4 + SCALARS[f.type][1] * f.max
+    return field_size_min(f)
+
+
+def c_unsigned(v):
+    return '%du' % v if v <= 0xffffffff else '%dull' % v
+
+
+def record_header(p):
+    s = struct_name(p, None)
+    up = 'DSM_RPC_' + p.name.upper()
+    o = ['/* ---- record %s ---- */' % p.name]
+    o += c_comment(p.doc)
+    for f in p.rec:
+        if f.variable:
+            o.append('#define %s %du' % (max_macro(p, f), f.max))
+    o.append('/* Encoded size with every variable field empty, and at most. */')
+    o.append('#define %s_SIZE_MIN %s' % (up, c_unsigned(sum(field_size_min(f) for f in p.rec))))
+    o.append('#define %s_SIZE_MAX %s' % (up, c_unsigned(sum(field_size_max(f) for f in p.rec))))
+    o.append('')
+    o.append('struct %s {' % s)
+    o += member_lines(p, p.rec)
+    o.append('};')
+    o.append('size_t %s_size(const struct %s *m);' % (s, s))
+    o.append('int %s_encode(const struct %s *m, uint8_t *buf, size_t cap);' % (s, s))
+    o.append('int %s_decode(struct %s *m, const uint8_t *buf, size_t len);' % (s, s))
+    o.append('/* Next record of the sequence [*p, end): 1 (*p moved past it), 0 at the')
+    o.append(' * end, DSM_EPROTO when [*p, end) does not start with a whole record. */')
+    o.append('int %s_decode_next(struct %s *m, const uint8_t **p, const uint8_t *end);'
+             % (s, s))
+    o.append('')
+    return o
 
 
 def has_bytes(fields):
@@ -469,6 +589,12 @@ def gen_header(procs, name, src):
           ' * (answer later with dsm_rpc_C_reply) or a negative code (sent as the',
           ' * reply status, without body). Async callbacks (dsm__rpc_done_fn) get',
           ' * rep as a const void * that points to a struct dsm_rpc_C_rep.',
+          ' *',
+          ' * A record R (a wire format that is not a procedure) has struct',
+          ' * dsm_rpc_R, the same three codecs, DSM_RPC_R_SIZE_MIN/_SIZE_MAX, and',
+          ' * dsm_rpc_R_decode_next() to walk records packed back to back: 1 and',
+          ' * *p moved past one record, 0 at the end, DSM_EPROTO (*p unmoved) when',
+          ' * what is left is not one whole valid record.',
           ' */',
           '#ifndef DSM_RPC_%s_H' % up,
           '#define DSM_RPC_%s_H' % up,
@@ -479,6 +605,9 @@ def gen_header(procs, name, src):
           '#include "rpc.h"',
           '']
     for p in procs:
+        if p.kind == 'record':
+            o += record_header(p)
+            continue
         pup = p.name.upper()
         o.append('/* ---- %s %d %s%s ---- */'
                  % (p.kind, p.id, p.name, ' (inline: handler on the network thread)'
@@ -565,11 +694,13 @@ def gen_header(procs, name, src):
             o.append('\treturn dsm__rpc_reply_deferred(t, status, rep);')
             o.append('}')
         o.append('')
-    o.append('/* Every procedure of this file, in id order, for dsm__rpc_add_procs(). */')
-    o.append('#define DSM_RPC_%s_NPROCS %d' % (up, len(procs)))
-    o.append('extern const struct dsm__rpc_proc *const dsm_rpc_%s_procs[DSM_RPC_%s_NPROCS];'
-             % (name, up))
-    o.append('')
+    calls = [p for p in procs if p.kind != 'record']
+    if calls:
+        o.append('/* Every procedure of this file, in id order, for dsm__rpc_add_procs(). */')
+        o.append('#define DSM_RPC_%s_NPROCS %d' % (up, len(calls)))
+        o.append('extern const struct dsm__rpc_proc *const dsm_rpc_%s_procs[DSM_RPC_%s_NPROCS];'
+                 % (name, up))
+        o.append('')
     o.append('#endif /* DSM_RPC_%s_H */' % up)
     return '\n'.join(o) + '\n'
 
@@ -678,11 +809,50 @@ class Codec:
         return o
 
     def decode_fn(self):
-        s, p = self.s, self.p
+        s = self.s
         o = ['int %s_decode(struct %s *m, const uint8_t *buf, size_t len)' % (s, s), '{']
         if not self.fields:
             o += ['\t(void)m;', '\t(void)buf;', '\treturn len ? DSM_EPROTO : 0;', '}']
             return o
+        o += self.decode_body()
+        o.append('\treturn off == len ? 0 : DSM_EPROTO;')
+        o.append('}')
+        return o
+
+    def record_decode_fns(self):
+        """A record's parse (one record at the start of buf), decode (exactly
+        one record) and decode_next (the next of a sequence)."""
+        s = self.s
+        o = ['/* The record at the start of buf (len bytes there): 0 and *used, or',
+             ' * DSM_EPROTO. */',
+             'static int %s_parse(struct %s *m, const uint8_t *buf, size_t len, size_t *used)'
+             % (s, s), '{']
+        o += self.decode_body()
+        o += ['\t*used = off;', '\treturn 0;', '}', '']
+        o += ['int %s_decode(struct %s *m, const uint8_t *buf, size_t len)' % (s, s), '{',
+              '\tsize_t used;',
+              '\tint e = %s_parse(m, buf, len, &used);' % s, '',
+              '\treturn e ? e : used == len ? 0 : DSM_EPROTO;', '}', '']
+        o += ['int %s_decode_next(struct %s *m, const uint8_t **p, const uint8_t *end)'
+              % (s, s), '{',
+              '\tsize_t used;',
+              '\tint e;', '',
+              '\tif (*p == end)',
+              '\t\treturn 0;',
+              '\tif (!*p || !end || *p > end)',
+              '\t\treturn DSM_EPROTO;',
+              '\te = %s_parse(m, *p, (size_t)(end - *p), &used);' % s,
+              '\tif (e)',
+              '\t\treturn e;',
+              '\t*p += used;',
+              '\treturn 1;', '}']
+        return o
+
+    def decode_body(self):
+        """Declarations and checked reads of every field from buf[0, len),
+        leaving the bytes consumed in off; returns DSM_EPROTO on a bad one."""
+        p = self.p
+        o = []
         var = any(f.variable for f in self.fields)
         loop = any(f.kind == 'array' and SCALARS[f.type][1] > 1 for f in self.fields)
         o.append('\tsize_t off = 0;')
@@ -737,8 +907,6 @@ class Codec:
                     else:
                         o.append('\tfor (i = 0; i < n; i++, off += %d)' % esz)
                         o.append('\t\tm->%s[i] = %s;' % (f.name, self.get_scalar(f.type)))
-        o.append('\treturn off == len ? 0 : DSM_EPROTO;')
-        o.append('}')
         return o
 
     def wrappers(self):
@@ -765,8 +933,18 @@ def gen_source(procs, name, src, header):
                  '\t(void)m;', '\t(void)buf;', '\t(void)cap;', '\treturn 0;', '}', '',
                  'static int empty_decode_v(void *m, const uint8_t *buf, size_t len)', '{',
                  '\t(void)m;', '\t(void)buf;', '\treturn len ? DSM_EPROTO : 0;', '}', '']
+    calls = [p for p in procs if p.kind != 'record']
     for p in procs:
         pre = 'dsm_rpc_' + p.name
+        if p.kind == 'record':
+            c = Codec(p, None, p.rec)
+            body.append('/* ---- record %s ---- */' % p.name)
+            body.append('')
+            for fn in (c.size_fn(), c.encode_fn(), c.record_decode_fns()):
+                body += fn
+                body.append('')
+            helpers |= c.helpers
+            continue
         body.append('/* ---- %s %d %s ---- */' % (p.kind, p.id, p.name))
         body.append('')
         for side, fields in p.bodies():
@@ -807,11 +985,12 @@ def gen_source(procs, name, src, header):
                  '\t.rep_decode = %s_decode_v,' % rep,
                  '\t.invoke = %s_invoke_v,' % p.name,
                  '};', '']
-    body.append('const struct dsm__rpc_proc *const dsm_rpc_%s_procs[DSM_RPC_%s_NPROCS] = {'
-                % (name, name.upper()))
-    for p in procs:
-        body.append('\t&dsm_rpc_%s_proc,' % p.name)
-    body.append('};')
+    if calls:
+        body.append('const struct dsm__rpc_proc *const dsm_rpc_%s_procs[DSM_RPC_%s_NPROCS] = {'
+                    % (name, name.upper()))
+        for p in calls:
+            body.append('\t&dsm_rpc_%s_proc,' % p.name)
+        body.append('};')
 
     o = ['/*',
          ' * Generated by net/rpcgen.py from %s: do not edit.' % src,
@@ -822,11 +1001,11 @@ def gen_source(procs, name, src, header):
          '#include <string.h>',
          '',
          '#include "%s"' % header,
-         '#include "wire.h"',
-         '',
-         '_Static_assert(%d <= DSM__RPC_MAX_PROC, "procedure ids fit the runtime");'
-         % max(p.id for p in procs),
+         '#include "le.h"',
          '']
+    if calls:
+        o += ['_Static_assert(%d <= DSM__RPC_MAX_PROC, "procedure ids fit the runtime");'
+              % max(p.id for p in calls), '']
     for bits in sorted(helpers):
         o += ['/* Two\'s complement bit pattern to int%d_t, without implementation-'
               'defined conversions. */' % bits,
@@ -854,7 +1033,44 @@ call 1 a inline {
 }
 msg 2 b { }
 call 0x3 c { req { } rep { bytes data<2147483648>; i64 v<512>; } }
+# A record between procedures: codecs only
+record r { u8 x; u16 y; bytes b<10>; u32 arr<3>; bytes f[4]; i64 v<2>; i32 s; }
+record big { bytes d1<2147483648>; bytes d2<2147483648>; }
+record one { u8 x; }
 '''
+
+# A file of records only: no procedure table.
+GOOD_RECORDS = '''
+# an element of a batch
+record item { u64 page; bytes diff<98317>; }
+record arr { i32 v<4>; }
+'''
+
+# (text, generated header or source, substring that must be there (True) or
+# must not (False)): the generated API of records.
+GOOD_OUTPUT = [
+    (GOOD, 'h', 'struct dsm_rpc_r {', True),
+    (GOOD, 'h', '#define DSM_RPC_R_B_MAX 10u', True),
+    (GOOD, 'h', '#define DSM_RPC_R_SIZE_MIN 23u', True),             # 1+2+4+4+4+4+4
+    (GOOD, 'h', '#define DSM_RPC_R_SIZE_MAX 61u', True),             # + 10 + 12 + 16
+    (GOOD, 'h', '#define DSM_RPC_BIG_SIZE_MAX 4294967304ull', True),  # 2 * (4 + 2^31)
+    (GOOD, 'h', '#define DSM_RPC_ONE_SIZE_MIN 1u', True),
+    (GOOD, 'h', 'int dsm_rpc_r_decode_next(struct dsm_rpc_r *m, const uint8_t **p, '
+                'const uint8_t *end);', True),
+    (GOOD, 'h', 'int dsm_rpc_r_encode(const struct dsm_rpc_r *m, uint8_t *buf, size_t cap);',
+     True),
+    (GOOD, 'h', 'DSM_RPC_R_ID', False),
+    (GOOD, 'h', 'dsm_rpc_r_proc', False),
+    (GOOD, 'h', '#define DSM_RPC_T_NPROCS 3', True),                  # records not counted
+    (GOOD, 'c', '\t&dsm_rpc_r_proc', False),
+    (GOOD, 'c', 'static int dsm_rpc_r_parse(', True),
+    (GOOD_RECORDS, 'h', '/* an element of a batch */', True),
+    (GOOD_RECORDS, 'h', '#define DSM_RPC_ITEM_SIZE_MAX 98329u', True),
+    (GOOD_RECORDS, 'h', 'NPROCS', False),
+    (GOOD_RECORDS, 'h', '_procs', False),
+    (GOOD_RECORDS, 'c', '_procs', False),
+    (GOOD_RECORDS, 'c', 'DSM__RPC_MAX_PROC', False),
+]
 
 # (input, substring expected in the message, expected line)
 BAD = [
@@ -883,11 +1099,11 @@ BAD = [
     ('msg 1 a { u8 x<1a>; }', "bad number '1a'", 1),
     ('msg 1 a { u8 x<012>; }', "bad number '012'", 1),
     ('msg 1 a { u8 x<-1>; }', "unexpected character '-'", 1),
-    ('rpc 1 a { }', "expected 'call' or 'msg'", 1),
+    ('rpc 1 a { }', "expected 'call', 'msg' or 'record'", 1),
     ('msg a { }', 'expected procedure id', 1),
     ('msg 1 a inline inline { }', "expected '{'", 1),
-    ('', 'no call or msg', 1),
-    ('# only a comment\n', 'no call or msg', 1),
+    ('', 'no call, msg or record', 1),
+    ('# only a comment\n', 'no call, msg or record', 1),
     ('msg 1 a { u32 x<4>; u32 x_len; }', "field 'x_len' of msg a collides", 1),
     ('msg 1 a { u32 x_len; u32 x<4>; }', "field 'x_len' of msg a collides", 1),
     ('call 1 a { req { bytes d<4>; } rep { bytes d<5>; } }', 'field d has MAX 5 here but 4', 1),
@@ -896,12 +1112,66 @@ BAD = [
     ('call 1 a { req { } rep { } }\ncall 2 a_req_size { req { } rep { } }',
      'dsm_rpc_a_req_size', 2),
     ('msg 1 e { }\nmsg 2 E { }', 'DSM_RPC_E_ID', 2),
+    # records
+    ('record a { }', 'record a has no fields', 1),
+    ('record 1 a { u8 x; }', 'expected record name', 1),
+    ('record a inline { u8 x; }', "expected '{' after record a", 1),
+    ('record a { u8 x; }\nrecord a { u8 y; }', "duplicate name 'a'", 2),
+    ('msg 1 a { }\nrecord a { u8 x; }', "duplicate name 'a'", 2),
+    ('record a { u8 x; u8 x; }', "field 'x' repeated in record a", 1),
+    ('record a { bytes x; }', 'needs <MAX> or [N]', 1),
+    ('record a { u64 x<513>; }', 'takes 4104 bytes', 1),
+    ('record a { bytes d<0>; }', 'MAX 0 of field d out of range', 1),
+    ('record a { u32 x<4>; u32 x_len; }', "field 'x_len' of record a collides", 1),
+    ('record a { bytes size<4>; }', 'DSM_RPC_A_SIZE_MAX', 1),
+    ('call 1 a { req { } rep { } }\nrecord a_req { u8 x; }', 'dsm_rpc_a_req', 2),
+    ('record a { u8 x; }\ncall 1 a_decode { req { } rep { } }', 'dsm_rpc_a_decode', 2),
+    ('record a { u8 x; }\ncall 1 a_decode_next { req { } rep { } }',
+     'dsm_rpc_a_decode_next', 2),
+    ('record a_b { bytes c<4>; }\nrecord a { bytes b_c<4>; }', 'DSM_RPC_A_B_C_MAX', 2),
+    ('record a { u8 x; } record', 'expected record name', 1),
+    ('record a { u8 x; }\ncall 1 b { req { } rep { } }\ncall 1 c { req { } rep { } }',
+     'duplicate id 1', 3),
 ]
+
+
+def compile_check(d, texts):
+    """Compile the C generated from each text with the C compiler ($CC or
+    cc), when there is one: None (no compiler), or a list of failures."""
+    import shutil
+    import subprocess
+    cc = os.environ.get('CC', 'cc').split()
+    if not cc or not shutil.which(cc[0]):
+        return None
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = []
+    for i, text in enumerate(texts):
+        h, c = generate(text, 'g%d' % i, 'good%d.rpc' % i, 'g%d_rpc.h' % i)
+        with open(os.path.join(d, 'g%d_rpc.h' % i), 'w') as f:
+            f.write(h)
+        with open(os.path.join(d, 'g%d_rpc.c' % i), 'w') as f:
+            f.write(c)
+        r = subprocess.run(cc + ['-std=c11', '-D_GNU_SOURCE', '-Wall', '-Wextra', '-Werror',
+                                 '-fsyntax-only', '-I', d] +
+                           ['-I' + os.path.join(top, x) for x in ('net', 'common', 'include')] +
+                           [os.path.join(d, 'g%d_rpc.c' % i)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            out.append('FAIL: generated C of text %d does not compile:\n%s' % (i, r.stderr))
+    return out
 
 
 def self_test():
     failures = 0
+    total = len(BAD) + len(GOOD_OUTPUT) + 4
     generate(GOOD, 't', 'good.rpc', 't_rpc.h')
+    generate(GOOD_RECORDS, 't', 'good.rpc', 't_rpc.h')
+    for text, which, want, present in GOOD_OUTPUT:
+        h, c = generate(text, 't', 'good.rpc', 't_rpc.h')
+        if (want in (h if which == 'h' else c)) != present:
+            print('FAIL: %s %s in the generated %s' % (repr(want), 'missing' if present
+                                                        else 'present', which))
+            failures += 1
     for text, want, line in BAD:
         try:
             generate(text, 't', 'bad.rpc', 't_rpc.h')
@@ -932,7 +1202,13 @@ def self_test():
         if main(['--name', 't', good, oh, oc]) != 0 or not os.path.exists(oc):
             print('FAIL: command line on a good file')
             failures += 1
-    total = len(BAD) + 3
+        errs = compile_check(d, [GOOD, GOOD_RECORDS])
+        if errs is None:
+            print('rpcgen self-test: no C compiler ($CC or cc): generated C not compiled')
+            total -= 1
+        elif errs:
+            print('\n'.join(errs))
+            failures += 1
     print('rpcgen self-test: %d/%d passed' % (total - failures, total))
     return 1 if failures else 0
 

@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "le.h" /* dsm__put_le16/32/64, dsm__get_le16/32/64 for wire.h's users */
+
 #define DSM_WIRE_MAGIC 0x314d5344u /* "DSM1" in memory order */
 #define DSM_WIRE_VERSION 1
 #define DSM_WIRE_HDR_SIZE 48
@@ -91,37 +93,5 @@ int dsm__wire_decode(const uint8_t *buf, size_t n, size_t max_payload,
 
 /* Short name of a DSM_WIRE_E* code, for logs. */
 const char *dsm__wire_strerror(int err);
-
-/* Little-endian helpers, usable on unaligned buffers. */
-static inline void dsm__put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-static inline void dsm__put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-static inline void dsm__put_le64(uint8_t *p, uint64_t v)
-{
-	dsm__put_le32(p, (uint32_t)v);
-	dsm__put_le32(p + 4, (uint32_t)(v >> 32));
-}
-static inline uint16_t dsm__get_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-static inline uint32_t dsm__get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-	       ((uint32_t)p[3] << 24);
-}
-static inline uint64_t dsm__get_le64(const uint8_t *p)
-{
-	return (uint64_t)dsm__get_le32(p) | ((uint64_t)dsm__get_le32(p + 4) << 32);
-}
 
 #endif /* DSM_NET_WIRE_H */

@@ -1,5 +1,7 @@
 /*
- * Multi-process tests of dsm__bootstrap on 127.0.0.1. The driver forks the
+ * Multi-process tests of dsm__bootstrap on 127.0.0.1, among them what
+ * rank 0 does with connections that are not nodes of this libdsm (an older
+ * protocol version, other bytes) on the DSM_BOOTSTRAP port. The driver forks the
  * nodes itself (so it knows their pids), gives each its own environment,
  * collects a result record from each through a pipe and its stderr through
  * a file, and kills every process it started when the deadline passes.
@@ -22,8 +24,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "boot_rpc.h"
 #include "bootstrap.h"
 #include "common.h"
+#include "le.h"
 #include "net.h"
 #include "net_rpc.h"
 #include "testutil.h"
@@ -39,6 +43,8 @@ struct result {
 	int echo_ok;
 	int64_t ms;             /* time spent in dsm__bootstrap */
 	char why[160];
+	uint8_t answer[640];    /* a stranger: what rank 0 sent back */
+	size_t answer_len;
 };
 
 /* ---- node side ----------------------------------------------------------- */
@@ -139,6 +145,41 @@ static void node_main(int fd, bool echo)
 	_exit(0);
 }
 
+/* Not a node: connect to DSM_BOOTSTRAP (retrying while rank 0 does not
+ * listen yet), send raw[0, len), keep what comes back until EOF. rc 0, or
+ * DSM_ETIMEDOUT when rank 0 never accepted. */
+static void stranger_main(int fd, const uint8_t *raw, size_t len)
+{
+	struct result r = { .rc = DSM_ETIMEDOUT };
+	const char *bs = getenv("DSM_BOOTSTRAP");
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int s = -1;
+
+	a.sin_port = htons((uint16_t)atoi(strchr(bs, ':') + 1));
+	for (int t = 0; t < 500; t++) {
+		s = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0)
+			break;
+		close(s);
+		s = -1;
+		usleep(10000);
+	}
+	if (s >= 0) {
+		ssize_t k;
+
+		r.rc = 0;
+		if (send(s, raw, len, MSG_NOSIGNAL) != (ssize_t)len)
+			r.rc = DSM_ESYS;
+		while (r.answer_len < sizeof(r.answer) &&
+		       (k = recv(s, r.answer + r.answer_len, sizeof(r.answer) - r.answer_len, 0)) > 0)
+			r.answer_len += (size_t)k;
+		close(s);
+	}
+	if (write(fd, &r, sizeof(r)) != sizeof(r))
+		_exit(3);
+	_exit(0);
+}
+
 /* ---- driver ---------------------------------------------------------------- */
 
 static pid_t pids[MAXN + 1];
@@ -189,6 +230,8 @@ static const char *const cleared[] = {
 struct node {
 	const char *env[8];     /* "NAME=value", NULL-terminated */
 	int delay_ms;           /* before calling dsm__bootstrap */
+	const uint8_t *raw;     /* not NULL: a stranger that sends these bytes */
+	size_t raw_len;
 	struct result r;
 	bool got;
 	char log[2048];         /* the node's stderr */
@@ -218,6 +261,8 @@ static void run_nodes(struct node *nd, unsigned n, bool echo, int deadline_s)
 				putenv((char *)nd[i].env[k]);
 			if (nd[i].delay_ms)
 				usleep((useconds_t)nd[i].delay_ms * 1000);
+			if (nd[i].raw)
+				stranger_main(p[1], nd[i].raw, nd[i].raw_len);
 			node_main(p[1], echo);
 		}
 		npids++;
@@ -356,6 +401,103 @@ static void test_mismatch(void)
 	config_nodes(nd);
 	nd[1].env[4] = "DSM_HEAP_SIZE=2G";
 	expect_config_error("different fingerprint", nd, 4, "different program or heap layout at rank 1");
+}
+
+/* A hello of bootstrap protocol version 1 (hand-encoded, u16 string
+ * lengths), as a node of an older libdsm sends it. */
+static size_t v1_hello(uint8_t *b, uint32_t rank, uint32_t nodes, const char *addr)
+{
+	size_t alen = strlen(addr), n = 4;
+
+	dsm__put_le32(b + n, 0x424d5344u); /* "DSMB" */
+	dsm__put_le16(b + n + 4, 1);       /* version 1 */
+	dsm__put_le16(b + n + 6, 1);       /* hello */
+	dsm__put_le32(b + n + 8, rank);
+	dsm__put_le32(b + n + 12, nodes);
+	dsm__put_le64(b + n + 16, 0x0123456789abcdefull);
+	dsm__put_le16(b + n + 24, (uint16_t)alen);
+	memcpy(b + n + 26, addr, alen);
+	n += 26 + alen;
+	dsm__put_le32(b, (uint32_t)(n - 4));
+	return n;
+}
+
+/* What the DSM_BOOTSTRAP port does with connections that are not nodes of
+ * this libdsm. */
+static void test_strangers(void)
+{
+	static uint8_t old[64];
+	static const uint8_t http[] = "GET / HTTP/1.0\r\n\r\n";
+	static const uint8_t badmagic[] = { 8, 0, 0, 0, 'D', 'S', 'M', 'X', 2, 0, 1, 0 };
+	static const uint8_t tiny[] = { 4, 0, 0, 0, 'D', 'S', 'M', 'B' };
+	struct node nd[5];
+	const struct result *st;
+	const uint8_t *p, *end;
+	struct dsm_rpc_boot_hdr h = { 0 };
+	struct dsm_rpc_boot_error err = { 0 };
+	bool answered = false;
+
+	/* A node of the previous protocol version: the job cannot form, and it
+	 * is told why in an error message of the current version. */
+	set_bs();
+	memset(nd, 0, sizeof(nd));
+	nd[0].env[0] = bsenv;
+	nd[0].env[1] = "DSM_NODES=2";
+	nd[0].env[2] = "DSM_RANK=0";
+	nd[0].env[3] = "DSM_CONNECT_TIMEOUT_MS=3000";
+	nd[1].env[0] = bsenv;
+	nd[1].raw = old;
+	nd[1].raw_len = v1_hello(old, 1, 2, "127.0.0.1:9");
+	run_nodes(nd, 2, false, 30);
+	st = &nd[1].r;
+	check(nd[0].got && nd[0].r.rc == DSM_ECONFIG &&
+	      strstr(nd[0].log, "bootstrap protocol version 1 at a node, 2 at rank 0"),
+	      "a version-1 hello: rank 0 returns DSM_ECONFIG naming both versions (rc %s)",
+	      dsm_strerror(nd[0].r.rc));
+	p = st->answer + 4;
+	end = st->answer + st->answer_len;
+	if (nd[1].got && !st->rc && st->answer_len >= 4 &&
+	    dsm__get_le32(st->answer) == st->answer_len - 4 &&
+	    dsm_rpc_boot_hdr_decode_next(&h, &p, end) == 1 &&
+	    dsm_rpc_boot_error_decode(&err, p, (size_t)(end - p)) == 0)
+		answered = h.magic == 0x424d5344u && h.version == DSM__BOOT_VERSION && h.type == 3 &&
+			   err.code == 1 &&
+			   memmem(err.text.ptr, err.text.len, "version 1 at a node", 19);
+	check(answered, "... and answers it with an error record (%zu bytes: version %u, type %u, "
+	      "code %u, '%.*s')", st->answer_len, h.version, h.type, err.code, (int)err.text.len,
+	      err.text.len ? (const char *)err.text.ptr : "");
+
+	/* Bytes that are not a libdsm hello are dropped, and the job forms
+	 * when the real rank 1 arrives. */
+	set_bs();
+	memset(nd, 0, sizeof(nd));
+	for (unsigned i = 0; i < 5; i++) {
+		nd[i].env[0] = bsenv;
+		nd[i].env[1] = "DSM_NODES=2";
+		nd[i].env[2] = rank_env[i < 2 ? i : 0];
+		nd[i].env[3] = "DSM_CONNECT_TIMEOUT_MS=6000";
+	}
+	nd[1].delay_ms = 1500; /* after the strangers */
+	nd[2].raw = http;
+	nd[2].raw_len = sizeof(http) - 1;
+	nd[3].raw = badmagic;
+	nd[3].raw_len = sizeof(badmagic);
+	nd[4].raw = tiny;
+	nd[4].raw_len = sizeof(tiny);
+	run_nodes(nd, 5, false, 30);
+	check(nd[0].got && !nd[0].r.rc && nd[1].got && !nd[1].r.rc && nd[0].r.nodes == 2 &&
+	      nd[1].r.cluster == nd[0].r.cluster,
+	      "strangers on the bootstrap port: the job still forms (rank 0 %s, rank 1 %s)",
+	      dsm_strerror(nd[0].r.rc), dsm_strerror(nd[1].r.rc));
+	check(strstr(nd[0].log, "dropped a connection with a 542393671-byte message") &&
+	      strstr(nd[0].log, "dropped a connection with a 4-byte message") &&
+	      strstr(nd[0].log, "dropped a connection that is not a libdsm node"),
+	      "... each dropped with a warning (an HTTP request, a body shorter than a header, "
+	      "a wrong magic)");
+	check(!nd[2].r.rc && !nd[2].r.answer_len && !nd[3].r.rc && !nd[3].r.answer_len &&
+	      !nd[4].r.rc && !nd[4].r.answer_len, "... and sent nothing back");
+	if (failed)
+		printf("  rank 0 said: %s", nd[0].log);
 }
 
 static void test_unreachable(void)
@@ -572,6 +714,8 @@ int main(int argc, char **argv)
 		test_ok4();
 	if (!only || strstr(only, "mismatch"))
 		test_mismatch();
+	if (!only || strstr(only, "stranger"))
+		test_strangers();
 	if (!only || strstr(only, "unreach"))
 		test_unreachable();
 	if (!only || strstr(only, "missing"))

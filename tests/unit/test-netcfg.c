@@ -117,6 +117,48 @@ START_TEST(netcfg_defaults)
 }
 END_TEST
 
+/* The default cluster id is FNV-1a 32 of DSM_PEERS: the values below were
+ * computed by the library before common/fnv.h existed. Nodes of one job
+ * compare them, so they must never change. DSM_CLUSTER wins. */
+START_TEST(netcfg_cluster_from_peers)
+{
+	static const struct {
+		const char *peers;
+		uint32_t cluster;
+	} want[] = {
+		{ "127.0.0.1:5000,127.0.0.1:5001", 0x8d6fc500u },
+		{ "127.0.0.1:40001,127.0.0.1:40002,127.0.0.1:40003,127.0.0.1:40004", 0xc82f2617u },
+		{ "10.0.0.1:7000", 0xd3888072u },
+		{ "", 0x811c9dc5u },
+	};
+	struct dsm__net_cfg cfg;
+
+	clear_env();
+	for (size_t i = 0; i < DSM__ARRAY_SIZE(want); i++) {
+		memset(&cfg, 0, sizeof(cfg));
+		ck_assert_int_eq(dsm__net_cfg_settings_from_env(&cfg, want[i].peers), 0);
+		ck_assert_msg(cfg.cluster == want[i].cluster, "'%s': cluster %08x, want %08x",
+			      want[i].peers, cfg.cluster, want[i].cluster);
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	ck_assert_int_eq(dsm__net_cfg_settings_from_env(&cfg, NULL), 0);
+	ck_assert_uint_eq(cfg.cluster, 0);
+
+	/* through dsm__net_cfg_from_env, as dsmrun's nodes get it */
+	setenv("DSM_NODES", "2", 1);
+	setenv("DSM_RANK", "1", 1);
+	setenv("DSM_PEERS", want[0].peers, 1);
+	ck_assert_int_eq(dsm__net_cfg_from_env(&cfg), 0);
+	ck_assert_uint_eq(cfg.cluster, want[0].cluster);
+	dsm__net_cfg_fini(&cfg);
+	setenv("DSM_CLUSTER", "42", 1);
+	ck_assert_int_eq(dsm__net_cfg_from_env(&cfg), 0);
+	ck_assert_uint_eq(cfg.cluster, 42);
+	dsm__net_cfg_fini(&cfg);
+	clear_env();
+}
+END_TEST
+
 START_TEST(netcfg_malformed_variables)
 {
 	expect_env_error("DSM_NODES", "zero", DSM_ECONFIG, "DSM_NODES");
@@ -231,6 +273,7 @@ int main(void)
 
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, netcfg_defaults);
+	tcase_add_test(t, netcfg_cluster_from_peers);
 	tcase_add_test(t, netcfg_malformed_variables);
 	tcase_add_test(t, netcfg_bad_addresses_and_provider);
 	suite_add_tcase(s, t);

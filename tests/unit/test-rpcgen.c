@@ -2,8 +2,12 @@
  * Tests of the code net/rpcgen.py generates from net/net.rpc: codec round
  * trips of every generated type, the pinned byte layout, rejection of
  * truncated, oversized and over-long input, encoder limits, the procedure
- * table and invoke(). The generator's own error handling (bad interface
- * files) is tested by `python3 net/rpcgen.py --self-test`.
+ * table and invoke(). The record cases (rpcgen_record_*) use the records
+ * of tests/unit/rpcgen-test.rpc: round trips, sequences walked with
+ * decode_next (inside a call's bytes field, as the release's diffs batch),
+ * truncation, lengths over MAX, trailing bytes. The generator's own error
+ * handling (bad interface files) is tested by
+ * `python3 net/rpcgen.py --self-test`.
  */
 #include <check.h>
 #include <stddef.h>
@@ -11,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "diff.h"
 #include "net_rpc.h"
+#include "rtest_rpc.h"
 #include "wire.h"
 #include "testutil.h"
 
@@ -45,6 +51,33 @@ _Static_assert(DSM_RPC_ECHO_DATA_MAX == 16777216u && DSM_RPC_SUM_VALS_MAX == 64u
 _Static_assert(DSM_RPC_ECHO_ID == 1 && DSM_RPC_ECHO_WORKER_ID == 2 && DSM_RPC_NOTE_ID == 3 &&
 		       DSM_RPC_SUM_ID == 4 && DSM_RPC_NET_NPROCS == 4,
 	       "ids");
+
+/* Records: the generated API and constants. */
+_Static_assert(HAS_TYPE(dsm_rpc_rt_diff_item_decode_next,
+			int (*)(struct dsm_rpc_rt_diff_item *, const uint8_t **, const uint8_t *)),
+	       "decode_next");
+_Static_assert(HAS_TYPE(dsm_rpc_rt_all_decode,
+			int (*)(struct dsm_rpc_rt_all *, const uint8_t *, size_t)),
+	       "record decode");
+_Static_assert(HAS_TYPE(dsm_rpc_rt_all_encode,
+			int (*)(const struct dsm_rpc_rt_all *, uint8_t *, size_t)),
+	       "record encode");
+_Static_assert(HAS_TYPE(dsm_rpc_rt_all_size, size_t (*)(const struct dsm_rpc_rt_all *)),
+	       "record size");
+_Static_assert(DSM_RPC_RT_DIFF_ITEM_DIFF_MAX == DSM_DIFF_BOUND(DSM_DIFF_MAX_PAGE),
+	       "a diff item holds the longest diff of the largest page");
+_Static_assert(DSM_RPC_RT_DIFF_ITEM_SIZE_MIN == 12 &&
+		       DSM_RPC_RT_DIFF_ITEM_SIZE_MAX == 12 + DSM_RPC_RT_DIFF_ITEM_DIFF_MAX,
+	       "diff item sizes");
+_Static_assert(DSM_RPC_RT_ALL_SIZE_MIN == 1 + 2 + 4 + 8 + 4 + 8 + 4 + 4 + 3 + 4 &&
+		       DSM_RPC_RT_ALL_SIZE_MAX == DSM_RPC_RT_ALL_SIZE_MIN + 16 + 2 * 4 + 8 * 2,
+	       "rt_all sizes");
+_Static_assert(DSM_RPC_RT_ALL_G_MAX == 16u && DSM_RPC_RT_ALL_H_MAX == 4u &&
+		       DSM_RPC_RT_ALL_L_MAX == 2u,
+	       "record MAX macros");
+_Static_assert(DSM_RPC_RT_BYTE_SIZE_MIN == 1 && DSM_RPC_RT_BYTE_SIZE_MAX == 1, "one byte");
+_Static_assert(DSM_RPC_RTEST_NPROCS == 1 && DSM_RPC_RT_BATCH_ID == 1,
+	       "records are not procedures");
 
 static const uint8_t text[] = "the quick brown fox";
 
@@ -569,6 +602,359 @@ START_TEST(rpcgen_invoke)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- records */
+
+static struct dsm_rpc_rt_all all_sample(int which)
+{
+	static const uint8_t k3[3] = { 0xfe, 0x00, 0x7f };
+	struct dsm_rpc_rt_all m = { 0 };
+
+	if (which == 0)
+		return m; /* every field zero, every variable field empty */
+	m.a = UINT8_MAX;
+	m.b = 0x8001;
+	m.c = UINT32_MAX;
+	m.d = 0x8000000000000001ull;
+	m.e = INT32_MIN;
+	m.f = INT64_MIN;
+	m.g = (struct dsm__bytes){ text, DSM_RPC_RT_ALL_G_MAX };
+	m.h_len = DSM_RPC_RT_ALL_H_MAX;
+	for (uint32_t i = 0; i < m.h_len; i++)
+		m.h[i] = (uint16_t)(0xffff - i);
+	memcpy(m.k, k3, sizeof(k3));
+	m.l_len = DSM_RPC_RT_ALL_L_MAX;
+	m.l[0] = INT64_MAX;
+	m.l[1] = -2;
+	return m;
+}
+
+static void assert_all_eq(const struct dsm_rpc_rt_all *x, const struct dsm_rpc_rt_all *y)
+{
+	ck_assert_uint_eq(x->a, y->a);
+	ck_assert_uint_eq(x->b, y->b);
+	ck_assert_uint_eq(x->c, y->c);
+	ck_assert_uint_eq(x->d, y->d);
+	ck_assert_int_eq(x->e, y->e);
+	ck_assert_int_eq(x->f, y->f);
+	ck_assert_uint_eq(x->g.len, y->g.len);
+	if (x->g.len)
+		ck_assert_mem_eq(x->g.ptr, y->g.ptr, x->g.len);
+	ck_assert_uint_eq(x->h_len, y->h_len);
+	for (uint32_t i = 0; i < x->h_len; i++)
+		ck_assert_uint_eq(x->h[i], y->h[i]);
+	ck_assert_mem_eq(x->k, y->k, sizeof(x->k));
+	ck_assert_uint_eq(x->l_len, y->l_len);
+	for (uint32_t i = 0; i < x->l_len; i++)
+		ck_assert_int_eq(x->l[i], y->l[i]);
+}
+
+START_TEST(rpcgen_record_roundtrip)
+{
+	for (int which = 0; which < 2; which++) {
+		struct dsm_rpc_rt_all in = all_sample(which), out;
+		size_t n = dsm_rpc_rt_all_size(&in);
+		uint8_t *buf = malloc(n), *again = malloc(n);
+		const uint8_t *p = buf;
+
+		ck_assert_uint_eq(n, which ? DSM_RPC_RT_ALL_SIZE_MAX : DSM_RPC_RT_ALL_SIZE_MIN);
+		ck_assert_int_eq(dsm_rpc_rt_all_encode(&in, buf, n), (int)n);
+		memset(&out, 0xa5, sizeof(out));
+		ck_assert_int_eq(dsm_rpc_rt_all_decode(&out, buf, n), 0);
+		assert_all_eq(&in, &out);
+		if (which)
+			ck_assert_ptr_eq(out.g.ptr, buf + 1 + 2 + 4 + 8 + 4 + 8 + 4); /* no copy */
+		ck_assert_int_eq(dsm_rpc_rt_all_encode(&out, again, n), (int)n);
+		ck_assert_mem_eq(buf, again, n);
+
+		/* the same bytes as a sequence of one record */
+		memset(&out, 0xa5, sizeof(out));
+		ck_assert_int_eq(dsm_rpc_rt_all_decode_next(&out, &p, buf + n), 1);
+		ck_assert_ptr_eq(p, buf + n);
+		assert_all_eq(&in, &out);
+		ck_assert_int_eq(dsm_rpc_rt_all_decode_next(&out, &p, buf + n), 0);
+		ck_assert_ptr_eq(p, buf + n);
+		free(again);
+		free(buf);
+	}
+}
+END_TEST
+
+/* A diff item is byte for byte what dsm/dsm.c's release packs by hand
+ * today (u64 page, u32 length, the diff), and a batch of them carries real
+ * diffs: encode three pages' diffs, walk them, apply them. */
+START_TEST(rpcgen_record_diff_batch)
+{
+	enum { PS = 4096, NP = 3 };
+	static uint8_t twin[NP][PS], page[NP][PS], copy[NP][PS];
+	uint8_t *batch = malloc(NP * DSM_RPC_RT_DIFF_ITEM_SIZE_MAX), *hand;
+	uint8_t diff[DSM_DIFF_BOUND(PS)];
+	const uint64_t base = 0x200000000000ull;
+	struct dsm_rpc_rt_diff_item it;
+	size_t used = 0, hlen = 0;
+	const uint8_t *p;
+	int r, k;
+
+	ck_assert_ptr_nonnull(batch);
+	hand = malloc(NP * DSM_RPC_RT_DIFF_ITEM_SIZE_MAX);
+	ck_assert_ptr_nonnull(hand);
+	dsm_test_rng_seed(11);
+	for (int i = 0; i < NP; i++) {
+		dsm_test_fill_random(twin[i], PS);
+		memcpy(page[i], twin[i], PS);
+		memcpy(copy[i], twin[i], PS);
+		for (int w = 0; w < 20 * (i + 1); w++)
+			page[i][dsm_test_rng() % PS] ^= (uint8_t)(1 + dsm_test_rng() % 255);
+		r = dsm__diff_encode(twin[i], page[i], PS, diff, sizeof(diff));
+		ck_assert_int_ge(r, DSM_DIFF_HDR_SIZE);
+		it = (struct dsm_rpc_rt_diff_item){ base + (uint64_t)i * PS, { diff, (uint32_t)r } };
+		/* append: encode at the end of what is used */
+		k = dsm_rpc_rt_diff_item_encode(&it, batch + used,
+						NP * DSM_RPC_RT_DIFF_ITEM_SIZE_MAX - used);
+		ck_assert_int_eq(k, 12 + r);
+		used += (size_t)k;
+		/* the hand-written layout of dsm/dsm.c's rel_append */
+		dsm__put_le64(hand + hlen, it.page);
+		dsm__put_le32(hand + hlen + 8, (uint32_t)r);
+		memcpy(hand + hlen + 12, diff, (size_t)r);
+		hlen += 12 + (size_t)r;
+	}
+	ck_assert_uint_eq(used, hlen);
+	ck_assert_mem_eq(batch, hand, used);
+
+	p = batch;
+	k = 0;
+	while ((r = dsm_rpc_rt_diff_item_decode_next(&it, &p, batch + used)) == 1) {
+		ck_assert_int_lt(k, NP);
+		ck_assert_uint_eq(it.page, base + (uint64_t)k * PS);
+		ck_assert(it.diff.ptr > batch && it.diff.ptr + it.diff.len <= batch + used);
+		ck_assert_int_eq(dsm__diff_apply(copy[k], PS, it.diff.ptr, it.diff.len), 0);
+		ck_assert_mem_eq(copy[k], page[k], PS);
+		k++;
+	}
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(k, NP);
+	ck_assert_ptr_eq(p, batch + used);
+	free(hand);
+	free(batch);
+}
+END_TEST
+
+/* The batch travels in a call's bytes field: the items decoded from the
+ * decoded call point into the call's buffer (no copy at any level). */
+START_TEST(rpcgen_record_sequence_in_call)
+{
+	uint8_t items[3 * 40], *msg;
+	struct dsm_rpc_rt_batch_req rq, got;
+	struct dsm_rpc_rt_diff_item it;
+	size_t used = 0, n;
+	const uint8_t *p, *end;
+	int r, k = 0;
+
+	for (int i = 0; i < 3; i++) {
+		it = (struct dsm_rpc_rt_diff_item){ (uint64_t)i << 12, { text, (uint32_t)(i * 7) } };
+		r = dsm_rpc_rt_diff_item_encode(&it, items + used, sizeof(items) - used);
+		ck_assert_int_eq(r, 12 + i * 7);
+		used += (size_t)r;
+	}
+	rq.items = (struct dsm__bytes){ items, (uint32_t)used };
+	n = dsm_rpc_rt_batch_req_size(&rq);
+	msg = malloc(n);
+	ck_assert_int_eq(dsm_rpc_rt_batch_req_encode(&rq, msg, n), (int)n);
+	ck_assert_int_eq(dsm_rpc_rt_batch_req_decode(&got, msg, n), 0);
+	p = got.items.ptr;
+	end = p + got.items.len;
+	while ((r = dsm_rpc_rt_diff_item_decode_next(&it, &p, end)) == 1) {
+		ck_assert_uint_eq(it.page, (uint64_t)k << 12);
+		ck_assert_uint_eq(it.diff.len, (uint32_t)(k * 7));
+		if (it.diff.len) {
+			ck_assert(it.diff.ptr >= msg + 4 && it.diff.ptr < msg + n);
+			ck_assert_mem_eq(it.diff.ptr, text, it.diff.len);
+		}
+		k++;
+	}
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(k, 3);
+	free(msg);
+}
+END_TEST
+
+/* A sequence cut anywhere: decode_next returns every whole record, then 0
+ * when the cut is at a record boundary, else DSM_EPROTO with *p left at
+ * the start of the cut record. Exact-size buffers: ASan sees any
+ * over-read. */
+START_TEST(rpcgen_record_truncated)
+{
+	struct dsm_rpc_rt_all a = all_sample(1), a0 = all_sample(0), out;
+	const struct dsm_rpc_rt_all *seq[] = { &a, &a0, &a };
+	size_t bound[4] = { 0 }, n = 0;
+	uint8_t buf[3 * DSM_RPC_RT_ALL_SIZE_MAX];
+
+	for (int i = 0; i < 3; i++) {
+		int r = dsm_rpc_rt_all_encode(seq[i], buf + n, sizeof(buf) - n);
+
+		ck_assert_int_gt(r, 0);
+		n += (size_t)r;
+		bound[i + 1] = n;
+	}
+	for (size_t cut = 0; cut <= n; cut++) {
+		uint8_t *p0 = malloc(cut ? cut : 1);
+		const uint8_t *p = p0;
+		int whole = 0, r;
+
+		memcpy(p0, buf, cut);
+		while (whole < 3 && bound[whole + 1] <= cut)
+			whole++;
+		for (int i = 0; i < whole; i++) {
+			ck_assert_int_eq(dsm_rpc_rt_all_decode_next(&out, &p, p0 + cut), 1);
+			assert_all_eq(&out, seq[i]);
+		}
+		ck_assert_ptr_eq(p, p0 + bound[whole]);
+		r = dsm_rpc_rt_all_decode_next(&out, &p, p0 + cut);
+		ck_assert_msg(r == (cut == bound[whole] ? 0 : DSM_EPROTO), "cut %zu: %d", cut, r);
+		ck_assert_ptr_eq(p, p0 + bound[whole]); /* not moved */
+		/* decode takes exactly one record: every proper prefix of the first fails */
+		if (cut < bound[1])
+			ck_assert_int_eq(dsm_rpc_rt_all_decode(&out, p0, cut), DSM_EPROTO);
+		free(p0);
+	}
+}
+END_TEST
+
+/* Lengths above MAX are rejected even with every byte present; lengths
+ * within MAX but past the bytes left too; the encoder refuses them. */
+START_TEST(rpcgen_record_above_max)
+{
+	const size_t over = (size_t)DSM_RPC_RT_DIFF_ITEM_DIFF_MAX + 1;
+	uint8_t *buf = calloc(1, 12 + over);
+	struct dsm_rpc_rt_diff_item it;
+	struct dsm_rpc_rt_all a = all_sample(1), out;
+	uint8_t ab[DSM_RPC_RT_ALL_SIZE_MAX + 64];
+	const uint8_t *p;
+	size_t hoff = 1 + 2 + 4 + 8 + 4 + 8 + 4 + DSM_RPC_RT_ALL_G_MAX; /* h's count */
+	int n;
+
+	ck_assert_ptr_nonnull(buf);
+	dsm__put_le32(buf + 8, (uint32_t)over);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode(&it, buf, 12 + over), DSM_EPROTO);
+	p = buf;
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode_next(&it, &p, buf + 12 + over), DSM_EPROTO);
+	ck_assert_ptr_eq(p, buf);
+	/* exactly MAX is fine, and the walk then sees one trailing byte */
+	dsm__put_le32(buf + 8, DSM_RPC_RT_DIFF_ITEM_DIFF_MAX);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode(&it, buf, 12 + over - 1), 0);
+	ck_assert_uint_eq(it.diff.len, DSM_RPC_RT_DIFF_ITEM_DIFF_MAX);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode_next(&it, &p, buf + 12 + over), 1);
+	ck_assert_ptr_eq(p, buf + 12 + over - 1);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode_next(&it, &p, buf + 12 + over), DSM_EPROTO);
+	/* a huge length with few bytes; a length within MAX past the end */
+	dsm__put_le32(buf + 8, UINT32_MAX);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode(&it, buf, 20), DSM_EPROTO);
+	dsm__put_le32(buf + 8, 9);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode(&it, buf, 20), DSM_EPROTO);
+	p = buf;
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode_next(&it, &p, buf + 20), DSM_EPROTO);
+	ck_assert_ptr_eq(p, buf);
+
+	/* arrays: a count above MAX, and one whose byte size wraps 32 bits */
+	n = dsm_rpc_rt_all_encode(&a, ab, sizeof(ab));
+	ck_assert_int_eq(n, (int)DSM_RPC_RT_ALL_SIZE_MAX);
+	ck_assert_uint_eq(dsm__get_le32(ab + hoff), DSM_RPC_RT_ALL_H_MAX);
+	dsm__put_le32(ab + hoff, DSM_RPC_RT_ALL_H_MAX + 1);
+	ck_assert_int_eq(dsm_rpc_rt_all_decode(&out, ab, sizeof(ab)), DSM_EPROTO);
+	dsm__put_le32(ab + hoff, 0x80000000u);
+	ck_assert_int_eq(dsm_rpc_rt_all_decode(&out, ab, sizeof(ab)), DSM_EPROTO);
+	dsm__put_le32(ab + hoff, DSM_RPC_RT_ALL_H_MAX);
+	ck_assert_int_eq(dsm_rpc_rt_all_decode(&out, ab, (size_t)n), 0);
+
+	/* the encoder: over MAX is DSM_EINVAL before any capacity check */
+	it = (struct dsm_rpc_rt_diff_item){ 1, { buf, (uint32_t)over } };
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_encode(&it, buf, 12 + over), DSM_EINVAL);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_encode(&it, NULL, 0), DSM_EINVAL);
+	it.diff = (struct dsm__bytes){ NULL, 1 };
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_encode(&it, buf, 12 + over), DSM_EINVAL);
+	a.h_len = DSM_RPC_RT_ALL_H_MAX + 1;
+	ck_assert_int_eq(dsm_rpc_rt_all_encode(&a, ab, sizeof(ab)), DSM_EINVAL);
+	a.h_len = DSM_RPC_RT_ALL_H_MAX;
+	/* too small a capacity: DSM_EMSGSIZE and nothing written */
+	memset(ab, 0x5a, sizeof(ab));
+	ck_assert_int_eq(dsm_rpc_rt_all_encode(&a, ab, DSM_RPC_RT_ALL_SIZE_MAX - 1), DSM_EMSGSIZE);
+	for (size_t i = 0; i < sizeof(ab); i++)
+		ck_assert_uint_eq(ab[i], 0x5a);
+	free(buf);
+}
+END_TEST
+
+/* Trailing bytes: decode rejects them; decode_next decodes what is a whole
+ * record and reports the rest as DSM_EPROTO, never skipping it. */
+START_TEST(rpcgen_record_trailing)
+{
+	struct dsm_rpc_rt_diff_item it = { 7, { text, 5 } };
+	struct dsm_rpc_rt_byte b = { 0x42 }, bo;
+	uint8_t buf[64];
+	const uint8_t *p = buf;
+	int n = dsm_rpc_rt_diff_item_encode(&it, buf, sizeof(buf));
+
+	ck_assert_int_eq(n, 17);
+	buf[n] = 0;
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode(&it, buf, (size_t)n + 1), DSM_EPROTO);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode(&it, buf, (size_t)n), 0);
+	for (int extra = 1; extra < 12; extra++) { /* less than a whole item */
+		memset(buf + n, 0, (size_t)extra);
+		p = buf;
+		ck_assert_int_eq(dsm_rpc_rt_diff_item_decode_next(&it, &p, buf + n + extra), 1);
+		ck_assert_ptr_eq(p, buf + n);
+		ck_assert_int_eq(dsm_rpc_rt_diff_item_decode_next(&it, &p, buf + n + extra),
+				 DSM_EPROTO);
+		ck_assert_ptr_eq(p, buf + n);
+	}
+	/* 12 zero bytes are a whole item (page 0, empty diff): the walk sees two */
+	memset(buf + n, 0, 12);
+	p = buf;
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode_next(&it, &p, buf + n + 12), 1);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode_next(&it, &p, buf + n + 12), 1);
+	ck_assert_uint_eq(it.page, 0);
+	ck_assert_uint_eq(it.diff.len, 0);
+	ck_assert_int_eq(dsm_rpc_rt_diff_item_decode_next(&it, &p, buf + n + 12), 0);
+
+	/* one-byte records: every byte is one, so nothing is ever trailing */
+	ck_assert_int_eq(dsm_rpc_rt_byte_encode(&b, buf, sizeof(buf)), 1);
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode(&bo, buf, 2), DSM_EPROTO);
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode(&bo, buf, 1), 0);
+	ck_assert_uint_eq(bo.v, 0x42);
+	buf[1] = 0x43;
+	p = buf;
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode_next(&bo, &p, buf + 2), 1);
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode_next(&bo, &p, buf + 2), 1);
+	ck_assert_uint_eq(bo.v, 0x43);
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode_next(&bo, &p, buf + 2), 0);
+}
+END_TEST
+
+/* The ends of a sequence: an empty bytes field (NULL, 0), *p == end, and
+ * pointers that do not make a sequence. */
+START_TEST(rpcgen_record_sequence_ends)
+{
+	struct dsm_rpc_rt_byte b = { 0x11 };
+	uint8_t buf[4] = { 1, 2, 3, 4 };
+	const uint8_t *p = NULL;
+
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode_next(&b, &p, NULL), 0);
+	ck_assert_ptr_null(p);
+	p = buf + 2;
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode_next(&b, &p, buf + 2), 0);
+	ck_assert_uint_eq(b.v, 0x11); /* untouched at the end */
+	p = buf + 3;
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode_next(&b, &p, buf + 2), DSM_EPROTO);
+	ck_assert_ptr_eq(p, buf + 3);
+	p = NULL;
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode_next(&b, &p, buf + 2), DSM_EPROTO);
+	p = buf;
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode_next(&b, &p, NULL), DSM_EPROTO);
+	ck_assert_ptr_eq(p, buf);
+	ck_assert_int_eq(dsm_rpc_rt_byte_decode(&b, NULL, 0), DSM_EPROTO); /* no record */
+}
+END_TEST
+
 static Suite *rpcgen_suite(void)
 {
 	Suite *s = suite_create("rpcgen");
@@ -586,6 +972,13 @@ static Suite *rpcgen_suite(void)
 	tcase_add_test(tc, rpcgen_encode_above_max);
 	tcase_add_test(tc, rpcgen_proc_table);
 	tcase_add_test(tc, rpcgen_invoke);
+	tcase_add_test(tc, rpcgen_record_roundtrip);
+	tcase_add_test(tc, rpcgen_record_diff_batch);
+	tcase_add_test(tc, rpcgen_record_sequence_in_call);
+	tcase_add_test(tc, rpcgen_record_truncated);
+	tcase_add_test(tc, rpcgen_record_above_max);
+	tcase_add_test(tc, rpcgen_record_trailing);
+	tcase_add_test(tc, rpcgen_record_sequence_ends);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,178 +1,123 @@
 /*
- * Bootstrap: rank, node count, every node's UDP address and the cluster id,
- * from dsmrun's DSM_PEERS, a PMIx launcher, or a TCP rendezvous at
- * DSM_BOOTSTRAP=host:port (rank 0 listens, every other rank connects).
- * Runs once on the initialising thread; nothing here is on a hot path.
+ * Bootstrap by TCP rendezvous: DSM_RANK, DSM_NODES and
+ * DSM_BOOTSTRAP=host:port. Rank 0 listens there, every other rank connects
+ * and announces itself; rank 0 checks that they form one job and sends
+ * every node the address list and a fresh cluster id. Runs once on the
+ * initialising thread; nothing here is on a hot path.
  *
- * The TCP exchange (version DSM__BOOT_VERSION). Every message is
- *   u32 len                      body length, bounded per type below
- *   body: u32 magic "DSMB"       0x424d5344
- *         u16 version
- *         u16 type               1 hello, 2 list, 3 error
- *         ...                    per type, little-endian, no padding
- *   hello (node -> rank 0):  u32 rank, u32 nodes, u64 fingerprint,
- *                            u16 alen, alen bytes "host:port" (<= 255)
- *   list  (rank 0 -> node):  u32 cluster, u32 nodes,
- *                            nodes x (u16 alen, alen bytes)
- *   error (rank 0 -> node):  u32 code (1 config, 2 timeout, 3 protocol),
- *                            u16 tlen, tlen bytes of text (<= 511)
- * Every field is decoded with explicit bounds; trailing bytes are an error.
+ * The TCP exchange (version DSM__BOOT_VERSION): each node sends rank 0 a
+ * hello; rank 0 answers every node with the address list, or with an
+ * error when the job cannot form. The messages are the records of
+ * boot/boot.rpc, encoded and decoded by the codecs net/rpcgen.py generates
+ * from it (every length bounded by its MAX); on the stream each is
+ *   u32 len, boot_hdr (magic, version, type), the type's record
+ * and only the u32 length prefix, which says how much to read before
+ * anything can be decoded, is written here (common/le.h). A reader bounds
+ * len by the largest message it expects before it reads the rest.
  * The fingerprint hashes the program path, DSM_HEAP_SIZE and DSM_BASE, so
  * nodes of different programs or heap layouts refuse to form one job.
  */
-#include "bootstrap.h"
+#include "boot-internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#ifdef DSM_HAVE_PMIX
-#include <pmix.h>
-#endif
-
+#include "boot_rpc.h"
 #include "common.h"
+#include "fnv.h"
+#include "le.h"
 
-#define BOOT_MAGIC 0x424d5344u /* "DSMB" little-endian */
+#define BOOT_MAGIC 0x424d5344u /* "DSMB" in memory order */
 #define T_HELLO 1
 #define T_LIST 2
 #define T_ERROR 3
 #define C_CONFIG 1
 #define C_TIMEOUT 2
 #define C_PROTO 3
-#define HDR_LEN 8
-#define HELLO_MAX (HDR_LEN + 4 + 4 + 8 + 2 + DSM__BOOT_ADDR_MAX)
-#define ERROR_MAX (HDR_LEN + 4 + 2 + DSM__BOOT_ERR_MAX)
-#define NODES_MAX 65535
 
-/* ---- little-endian encoding ------------------------------------------------ */
+/* ---- messages (boot/boot.rpc) ---------------------------------------------- */
 
-struct wbuf {
-	uint8_t *p;
-	size_t len, cap;
-};
+#define HDR_SIZE DSM_RPC_BOOT_HDR_SIZE_MAX
+/* Where a message's record starts: after the u32 length and the header. */
+#define MSG_HDR (4 + HDR_SIZE)
+/* The largest lengths (after the u32 prefix) a reader accepts. */
+#define HELLO_BODY_MAX (HDR_SIZE + DSM_RPC_BOOT_HELLO_SIZE_MAX)
+#define ERROR_BODY_MAX (HDR_SIZE + DSM_RPC_BOOT_ERROR_SIZE_MAX)
+#define LIST_BODY_MAX(nodes) \
+	(HDR_SIZE + DSM_RPC_BOOT_LIST_SIZE_MIN + (size_t)(nodes) * DSM_RPC_BOOT_ADDR_SIZE_MAX)
 
-static void put_u16(struct wbuf *w, uint16_t v)
+_Static_assert(DSM_RPC_BOOT_HDR_SIZE_MIN == 8 && HDR_SIZE == 8,
+	       "the header has one layout in every version");
+_Static_assert(DSM_RPC_BOOT_HELLO_ADDR_MAX == DSM__BOOT_ADDR_MAX &&
+		       DSM_RPC_BOOT_ADDR_ADDR_MAX == DSM__BOOT_ADDR_MAX,
+	       "boot.rpc's address bound is DSM__BOOT_ADDR_MAX");
+_Static_assert(DSM_RPC_BOOT_ERROR_TEXT_MAX == DSM__BOOT_ERR_MAX,
+	       "boot.rpc's error text bound is DSM__BOOT_ERR_MAX");
+_Static_assert(DSM_RPC_BOOT_LIST_ADDRS_MAX == DSM__BOOT_NODES_MAX * DSM_RPC_BOOT_ADDR_SIZE_MAX,
+	       "a list holds the address of every node of the largest job");
+
+/* The string s as a bytes field: at most max bytes of it (longer text is cut). */
+static struct dsm__bytes str_bytes(const char *s, size_t max)
 {
-	if (w->len + 2 <= w->cap) {
-		w->p[w->len] = (uint8_t)v;
-		w->p[w->len + 1] = (uint8_t)(v >> 8);
-	}
-	w->len += 2;
+	return (struct dsm__bytes){ (const uint8_t *)s, (uint32_t)strnlen(s, max) };
 }
 
-static void put_u32(struct wbuf *w, uint32_t v)
+/* A decoded string field into out[outsz], NUL-terminated. 0, or DSM_EPROTO
+ * when it does not fit or holds a NUL. */
+static int get_str(struct dsm__bytes b, char *out, size_t outsz)
 {
-	put_u16(w, (uint16_t)v);
-	put_u16(w, (uint16_t)(v >> 16));
+	if (b.len >= outsz || (b.len && memchr(b.ptr, '\0', b.len)))
+		return DSM_EPROTO;
+	if (b.len)
+		memcpy(out, b.ptr, b.len);
+	out[b.len] = '\0';
+	return 0;
 }
 
-static void put_u64(struct wbuf *w, uint64_t v)
+/*
+ * Frame a message of the given type whose record an encoder put at
+ * buf + MSG_HDR: k is what the encoder returned (bytes, or a negative
+ * code). Writes the u32 length and the header in front. Returns the whole
+ * message's length, or k when it is negative.
+ */
+static int frame(uint8_t *buf, uint16_t type, int k)
 {
-	put_u32(w, (uint32_t)v);
-	put_u32(w, (uint32_t)(v >> 32));
-}
+	const struct dsm_rpc_boot_hdr h = { BOOT_MAGIC, DSM__BOOT_VERSION, type };
 
-/* u16 length then the bytes of s (at most max). */
-static void put_str(struct wbuf *w, const char *s, size_t max)
-{
-	size_t n = strnlen(s, max);
-
-	put_u16(w, (uint16_t)n);
-	if (w->len + n <= w->cap)
-		memcpy(w->p + w->len, s, n);
-	w->len += n;
-}
-
-struct rbuf {
-	const uint8_t *p;
-	size_t len, off;
-	bool bad;
-};
-
-static uint64_t get_le(struct rbuf *r, size_t n)
-{
-	uint64_t v = 0;
-
-	if (r->bad || r->len - r->off < n) {
-		r->bad = true;
-		return 0;
-	}
-	for (size_t i = 0; i < n; i++)
-		v |= (uint64_t)r->p[r->off + i] << (8 * i);
-	r->off += n;
-	return v;
-}
-
-/* u16 length then bytes, at most max, into out[max + 1] NUL-terminated. */
-static void get_str(struct rbuf *r, char *out, size_t max)
-{
-	size_t n = (size_t)get_le(r, 2);
-
-	out[0] = '\0';
-	if (r->bad || n > max || r->len - r->off < n) {
-		r->bad = true;
-		return;
-	}
-	memcpy(out, r->p + r->off, n);
-	out[n] = '\0';
-	if (strlen(out) != n) /* embedded NUL */
-		r->bad = true;
-	r->off += n;
-}
-
-static void put_hdr(struct wbuf *w, uint16_t type)
-{
-	put_u32(w, 0); /* length, patched by finish() */
-	put_u32(w, BOOT_MAGIC);
-	put_u16(w, DSM__BOOT_VERSION);
-	put_u16(w, type);
-}
-
-static void finish(struct wbuf *w)
-{
-	size_t body = w->len - 4;
-
-	w->p[0] = (uint8_t)body;
-	w->p[1] = (uint8_t)(body >> 8);
-	w->p[2] = (uint8_t)(body >> 16);
-	w->p[3] = (uint8_t)(body >> 24);
+	if (k < 0)
+		return k;
+	dsm__put_le32(buf, (uint32_t)(HDR_SIZE + (size_t)k));
+	if (dsm_rpc_boot_hdr_encode(&h, buf + 4, HDR_SIZE) != HDR_SIZE)
+		return DSM_EPROTO; /* cannot happen: the header has a fixed size */
+	return MSG_HDR + k;
 }
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static uint64_t fnv1a64(uint64_t h, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		h ^= (uint8_t)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
 
 /* Hash of what must be equal at every node of a job. */
 static uint64_t job_fingerprint(void)
 {
 	static const char *const vars[] = { "DSM_HEAP_SIZE", "DSM_BASE" };
-	uint64_t h = 14695981039346656037ull;
+	uint64_t h = DSM__FNV1A64_INIT;
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe));
 
 	if (n > 0)
-		h = fnv1a64(h, exe, (size_t)n);
+		h = dsm__fnv1a64(h, exe, (size_t)n);
 	for (size_t i = 0; i < DSM__ARRAY_SIZE(vars); i++) {
 		const char *v = dsm__env_str(vars[i]);
 
-		h = fnv1a64(h, "\0", 1);
+		h = dsm__fnv1a64(h, "\0", 1);
 		if (v)
-			h = fnv1a64(h, v, strlen(v));
+			h = dsm__fnv1a64(h, v, strlen(v));
 	}
 	return h;
 }
@@ -229,215 +174,25 @@ static int recv_all(int fd, uint8_t *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
-/* Resolve "host" to an IPv4 address. 0 or DSM_EADDR. */
-static int resolve4(const char *host, struct in_addr *out)
-{
-	struct addrinfo hints = { .ai_family = AF_INET }, *res;
-
-	if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
-		return DSM_EADDR;
-	*out = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
-	freeaddrinfo(res);
-	return 0;
-}
-
-/* Bind a UDP socket to ip:0 and keep it (so no other node of this host
- * picks the same port while the exchange runs); *port is what it got.
- * Returns the fd or DSM_ESYS / DSM_EADDR. */
-static int hold_udp_port(struct in_addr ip, unsigned *port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr = ip };
-	socklen_t alen = sizeof(a);
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return DSM_ESYS;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
-		DSM__ERR("bootstrap: no free UDP port on %s: %s", inet_ntoa(ip), strerror(errno));
-		close(fd);
-		return DSM_EADDR;
-	}
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
-/* The settings that do not depend on membership (learnt afterwards). */
-static int base_cfg(struct dsm__net_cfg *cfg)
-{
-	int e;
-
-	memset(cfg, 0, sizeof(*cfg));
-	if ((e = dsm__log_init()))
-		return e;
-	cfg->nodes = 1;
-	return dsm__net_cfg_settings_from_env(cfg, NULL);
-}
-
-/* An explicit DSM_CLUSTER (already parsed into cfg) wins over a learnt id. */
-static void set_cluster(struct dsm__net_cfg *cfg, uint32_t learnt)
-{
-	if (!dsm__env_str("DSM_CLUSTER"))
-		cfg->cluster = learnt;
-}
-
-/* ---- PMIx ------------------------------------------------------------------ */
-
-#ifdef DSM_HAVE_PMIX
-static int alloc_addrs(struct dsm__net_cfg *cfg, unsigned nodes)
-{
-	cfg->addrs = calloc(nodes, sizeof(char *));
-	if (!cfg->addrs)
-		return DSM_ENOMEM;
-	cfg->nodes = nodes;
-	return 0;
-}
-
-static uint32_t fnv1a32(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	while (*s) {
-		h ^= (uint8_t)*s++;
-		h *= 16777619u;
-	}
-	return h;
-}
-
-/* The address this node announces under a launcher: DSM_HOST, else what
- * the host name resolves to, else 127.0.0.1. */
-static struct in_addr launcher_host(void)
-{
-	const char *h = dsm__env_str("DSM_HOST");
-	struct in_addr ip = { .s_addr = htonl(INADDR_LOOPBACK) };
-	char name[256];
-
-	if (h) {
-		if (resolve4(h, &ip) < 0)
-			DSM__WARN("DSM_HOST: cannot resolve '%s'; using 127.0.0.1", h);
-		return ip;
-	}
-	if (gethostname(name, sizeof(name)) == 0) {
-		name[sizeof(name) - 1] = '\0';
-		if (resolve4(name, &ip) < 0)
-			ip.s_addr = htonl(INADDR_LOOPBACK);
-	}
-	return ip;
-}
-
-/* 1: no PMIx server reachable (fall through), 0: cfg filled, < 0: error. */
-static int pmix_boot(struct dsm__net_cfg *cfg)
-{
-	pmix_proc_t me, wild, p;
-	pmix_value_t *val = NULL, v;
-	pmix_info_t info;
-	bool yes = true;
-	unsigned port;
-	char addr[64];
-	int fd, e;
-	pmix_status_t rc;
-
-	rc = PMIx_Init(&me, NULL, 0);
-	if (rc != PMIX_SUCCESS) {
-		DSM__INFO("PMIX_RANK is set but PMIx_Init failed (%s); not under a PMIx launcher",
-			  PMIx_Error_string(rc));
-		return 1;
-	}
-	PMIX_LOAD_PROCID(&wild, me.nspace, PMIX_RANK_WILDCARD);
-	rc = PMIx_Get(&wild, PMIX_JOB_SIZE, NULL, 0, &val);
-	if (rc != PMIX_SUCCESS || !val || val->type != PMIX_UINT32 ||
-	    val->data.uint32 < 1 || val->data.uint32 > NODES_MAX || me.rank >= val->data.uint32) {
-		DSM__ERR("PMIx: no usable job size (PMIX_JOB_SIZE: %s)", PMIx_Error_string(rc));
-		e = DSM_ECONFIG;
-		goto fail_size;
-	}
-	cfg->rank = me.rank;
-	dsm__log_set_rank((int)cfg->rank);
-	if ((e = alloc_addrs(cfg, val->data.uint32)))
-		goto fail_size;
-	PMIX_VALUE_RELEASE(val);
-	val = NULL;
-	struct in_addr ip = launcher_host();
-
-	fd = hold_udp_port(ip, &port);
-	if (fd < 0) {
-		e = fd;
-		goto fail_size;
-	}
-	snprintf(addr, sizeof(addr), "%s:%u", inet_ntoa(ip), port);
-	PMIX_VALUE_LOAD(&v, addr, PMIX_STRING);
-	rc = PMIx_Put(PMIX_GLOBAL, "dsm.addr", &v);
-	PMIX_VALUE_DESTRUCT(&v);
-	if (rc == PMIX_SUCCESS)
-		rc = PMIx_Commit();
-	if (rc != PMIX_SUCCESS) {
-		DSM__ERR("PMIx: cannot publish dsm.addr: %s", PMIx_Error_string(rc));
-		e = DSM_ESYS;
-		goto fail_put;
-	}
-	PMIX_INFO_LOAD(&info, PMIX_COLLECT_DATA, &yes, PMIX_BOOL);
-	rc = PMIx_Fence(&wild, 1, &info, 1);
-	PMIX_INFO_DESTRUCT(&info);
-	if (rc != PMIX_SUCCESS) {
-		DSM__ERR("PMIx: fence failed: %s", PMIx_Error_string(rc));
-		e = DSM_ESYS;
-		goto fail_put;
-	}
-	for (unsigned r = 0; r < cfg->nodes; r++) {
-		char host[DSM__BOOT_ADDR_MAX + 1];
-		unsigned hp;
-
-		PMIX_LOAD_PROCID(&p, me.nspace, r);
-		rc = PMIx_Get(&p, "dsm.addr", NULL, 0, &val);
-		if (rc != PMIX_SUCCESS || !val || val->type != PMIX_STRING || !val->data.string ||
-		    dsm__parse_hostport(val->data.string, host, sizeof(host), &hp) < 0) {
-			DSM__ERR("PMIx: no usable dsm.addr for rank %u (%s)", r, PMIx_Error_string(rc));
-			e = DSM_EPROTO;
-			goto fail_put;
-		}
-		cfg->addrs[r] = strdup(val->data.string);
-		PMIX_VALUE_RELEASE(val);
-		val = NULL;
-		if (!cfg->addrs[r]) {
-			e = DSM_ENOMEM;
-			goto fail_put;
-		}
-	}
-	set_cluster(cfg, fnv1a32(me.nspace));
-	close(fd);
-	PMIx_Finalize(NULL, 0);
-	DSM__INFO("PMIx bootstrap: rank %u of %u, namespace %s", cfg->rank, cfg->nodes, me.nspace);
-	return 0;
-fail_put:
-	close(fd);
-fail_size:
-	if (val)
-		PMIX_VALUE_RELEASE(val);
-	PMIx_Finalize(NULL, 0);
-	return e;
-}
-#endif /* DSM_HAVE_PMIX */
-
 /* ---- TCP rendezvous: rank 0 ------------------------------------------------ */
 
 struct conn {
 	int fd;
 	size_t got;
-	uint8_t buf[4 + HELLO_MAX];
+	uint8_t buf[4 + HELLO_BODY_MAX];
 	int rank;                    /* accepted rank, -1 before */
 };
 
 /* Send an error message (best effort, bounded by the deadline) and close. */
 static void send_error(struct conn *c, uint32_t code, const char *text, int64_t deadline)
 {
-	uint8_t buf[4 + ERROR_MAX];
-	struct wbuf w = { buf, 0, sizeof(buf) };
+	const struct dsm_rpc_boot_error m = { code, str_bytes(text, DSM__BOOT_ERR_MAX) };
+	uint8_t buf[MSG_HDR + DSM_RPC_BOOT_ERROR_SIZE_MAX];
+	int n = frame(buf, T_ERROR, dsm_rpc_boot_error_encode(&m, buf + MSG_HDR,
+							      sizeof(buf) - MSG_HDR));
 
-	put_hdr(&w, T_ERROR);
-	put_u32(&w, code);
-	put_str(&w, text, DSM__BOOT_ERR_MAX);
-	finish(&w);
-	send_all(c->fd, buf, w.len, deadline);
+	if (n > 0)
+		send_all(c->fd, buf, (size_t)n, deadline);
 	close(c->fd);
 	c->fd = -1;
 }
@@ -473,42 +228,38 @@ static void server_fail(struct server *s, const char *why)
 /* A complete hello in c->buf: validate it against the job. */
 static void server_hello(struct server *s, struct conn *c, size_t body)
 {
-	struct rbuf r = { c->buf + 4, body, 0, false };
+	const uint8_t *p = c->buf + 4, *end = p + body;
 	char addr[DSM__BOOT_ADDR_MAX + 1], host[DSM__BOOT_ADDR_MAX + 1], why[DSM__BOOT_ERR_MAX + 1];
-	uint32_t magic, rank, nodes;
-	uint16_t ver, type;
-	uint64_t fp;
+	struct dsm_rpc_boot_hdr h;
+	struct dsm_rpc_boot_hello m;
+	uint32_t rank, nodes;
 	unsigned port;
 
-	magic = (uint32_t)get_le(&r, 4);
-	ver = (uint16_t)get_le(&r, 2);
-	type = (uint16_t)get_le(&r, 2);
 	s->seen++;
-	if (r.bad || magic != BOOT_MAGIC) {
+	if (dsm_rpc_boot_hdr_decode_next(&h, &p, end) != 1 || h.magic != BOOT_MAGIC) {
 		DSM__WARN("DSM_BOOTSTRAP: dropped a connection that is not a libdsm node");
 		s->seen--;
 		close(c->fd);
 		c->fd = -1;
 		return;
 	}
-	if (ver != DSM__BOOT_VERSION) {
+	if (h.version != DSM__BOOT_VERSION) {
 		snprintf(why, sizeof(why), "bootstrap protocol version %u at a node, %u at rank 0 "
-			 "(different libdsm versions)", ver, DSM__BOOT_VERSION);
+			 "(different libdsm versions)", h.version, DSM__BOOT_VERSION);
 		server_fail(s, why);
 		send_error(c, C_CONFIG, why, s->deadline);
 		return;
 	}
-	rank = (uint32_t)get_le(&r, 4);
-	nodes = (uint32_t)get_le(&r, 4);
-	fp = get_le(&r, 8);
-	get_str(&r, addr, DSM__BOOT_ADDR_MAX);
-	if (type != T_HELLO || r.bad || r.off != r.len ||
+	if (h.type != T_HELLO || dsm_rpc_boot_hello_decode(&m, p, (size_t)(end - p)) < 0 ||
+	    get_str(m.addr, addr, sizeof(addr)) < 0 ||
 	    dsm__parse_hostport(addr, host, sizeof(host), &port) < 0) {
 		snprintf(why, sizeof(why), "malformed hello from a node");
 		server_fail(s, why);
 		send_error(c, C_PROTO, why, s->deadline);
 		return;
 	}
+	rank = m.rank;
+	nodes = m.nodes;
 	if (nodes != s->nodes)
 		snprintf(why, sizeof(why), "DSM_NODES differs: %u here, %u at rank %u",
 			 s->nodes, nodes, rank);
@@ -516,7 +267,7 @@ static void server_hello(struct server *s, struct conn *c, size_t body)
 		snprintf(why, sizeof(why), "rank %u out of range (DSM_NODES=%u)", rank, s->nodes);
 	else if (rank == 0 || s->addrs[rank])
 		snprintf(why, sizeof(why), "rank %u claimed by two nodes", rank);
-	else if (fp != s->fp)
+	else if (m.fingerprint != s->fp)
 		snprintf(why, sizeof(why), "different program or heap layout at rank %u "
 			 "(program path, DSM_HEAP_SIZE or DSM_BASE differ from rank 0)", rank);
 	else
@@ -552,9 +303,8 @@ static void server_read(struct server *s, struct conn *c)
 		ssize_t k;
 
 		if (c->got >= 4) {
-			body = (size_t)c->buf[0] | (size_t)c->buf[1] << 8 |
-			       (size_t)c->buf[2] << 16 | (size_t)c->buf[3] << 24;
-			if (body < HDR_LEN || body > HELLO_MAX) {
+			body = dsm__get_le32(c->buf);
+			if (body < HDR_SIZE || body > HELLO_BODY_MAX) {
 				DSM__WARN("DSM_BOOTSTRAP: dropped a connection with a %zu-byte message",
 					  body);
 				close(c->fd);
@@ -606,32 +356,51 @@ static int server_accept(struct server *s, int lfd)
 /* All nodes arrived: send each the list and the cluster id. */
 static int server_send_list(struct server *s, uint32_t cluster)
 {
-	size_t cap = 4 + HDR_LEN + 8;
-	struct wbuf w;
-	int e = 0;
+	struct dsm_rpc_boot_list m = { .cluster = cluster, .nodes = s->nodes };
+	uint8_t *addrs, *buf;
+	size_t alen = 0, used = 0;
+	int e = 0, n;
 
+	/* the addresses: one boot_addr record per rank, back to back */
 	for (unsigned r = 0; r < s->nodes; r++)
-		cap += 2 + strlen(s->addrs[r]);
-	w.p = malloc(cap);
-	w.len = 0;
-	w.cap = cap;
-	if (!w.p)
+		alen += dsm_rpc_boot_addr_size(&(struct dsm_rpc_boot_addr){
+			str_bytes(s->addrs[r], DSM__BOOT_ADDR_MAX) });
+	addrs = malloc(alen);
+	if (!addrs)
 		return DSM_ENOMEM;
-	put_hdr(&w, T_LIST);
-	put_u32(&w, cluster);
-	put_u32(&w, s->nodes);
-	for (unsigned r = 0; r < s->nodes; r++)
-		put_str(&w, s->addrs[r], DSM__BOOT_ADDR_MAX);
-	finish(&w);
+	for (unsigned r = 0; r < s->nodes; r++) {
+		const struct dsm_rpc_boot_addr a = { str_bytes(s->addrs[r], DSM__BOOT_ADDR_MAX) };
+
+		if ((n = dsm_rpc_boot_addr_encode(&a, addrs + used, alen - used)) < 0) {
+			e = n;
+			goto fail_addrs;
+		}
+		used += (size_t)n;
+	}
+	m.addrs = (struct dsm__bytes){ addrs, (uint32_t)used };
+	buf = malloc(MSG_HDR + dsm_rpc_boot_list_size(&m));
+	if (!buf) {
+		e = DSM_ENOMEM;
+		goto fail_addrs;
+	}
+	n = frame(buf, T_LIST, dsm_rpc_boot_list_encode(&m, buf + MSG_HDR,
+							 dsm_rpc_boot_list_size(&m)));
+	if (n < 0) {
+		e = n;
+		goto fail_list;
+	}
 	for (unsigned i = 0; i < s->nc; i++) {
 		if (s->c[i].fd < 0 || s->c[i].rank < 0)
 			continue;
-		if (send_all(s->c[i].fd, w.p, w.len, s->deadline) < 0 && !e) {
+		if (send_all(s->c[i].fd, buf, (size_t)n, s->deadline) < 0 && !e) {
 			DSM__ERR("DSM_BOOTSTRAP: cannot send the address list to rank %d", s->c[i].rank);
 			e = DSM_ESYS;
 		}
 	}
-	free(w.p);
+fail_list:
+	free(buf);
+fail_addrs:
+	free(addrs);
 	return e;
 }
 
@@ -660,13 +429,13 @@ static int boot_rank0(struct dsm__net_cfg *cfg, const char *bs, struct in_addr b
 		close(lfd);
 		return e;
 	}
-	if (dh && (e = resolve4(dh, &ip)) < 0) {
+	if (dh && (e = dsm__boot_resolve4(dh, &ip)) < 0) {
 		DSM__ERR("DSM_HOST: cannot resolve '%s'", dh);
 		goto fail_udp;
 	}
 	if (!dh && ip.s_addr == htonl(INADDR_ANY))
 		ip.s_addr = htonl(INADDR_LOOPBACK); /* set DSM_HOST for a cluster */
-	ufd = hold_udp_port(ip, &port);
+	ufd = dsm__boot_hold_udp_port(ip, &port);
 	if (ufd < 0) {
 		e = ufd;
 		goto fail_udp;
@@ -735,7 +504,7 @@ static int boot_rank0(struct dsm__net_cfg *cfg, const char *bs, struct in_addr b
 		goto fail_loop;
 	cfg->addrs = s.addrs;
 	s.addrs = NULL;
-	set_cluster(cfg, cluster);
+	dsm__boot_set_cluster(cfg, cluster);
 	e = 0;
 fail_loop:
 fail_alloc:
@@ -801,38 +570,42 @@ static int connect_rank0(const char *bs, struct in_addr bip, unsigned bport, int
 static int client_answer(struct dsm__net_cfg *cfg, const uint8_t *body, size_t len,
 			 const char *mine)
 {
-	struct rbuf r = { body, len, 0, false };
-	uint32_t magic, code, cluster, nodes;
-	uint16_t ver, type;
+	const uint8_t *p = body, *end = body + len, *ap, *aend;
 	char text[DSM__BOOT_ERR_MAX + 1], a[DSM__BOOT_ADDR_MAX + 1], host[DSM__BOOT_ADDR_MAX + 1];
+	struct dsm_rpc_boot_hdr h;
+	struct dsm_rpc_boot_error err;
+	struct dsm_rpc_boot_list list;
+	struct dsm_rpc_boot_addr ad;
 	unsigned port;
 	int e;
 
-	magic = (uint32_t)get_le(&r, 4);
-	ver = (uint16_t)get_le(&r, 2);
-	type = (uint16_t)get_le(&r, 2);
-	if (r.bad || magic != BOOT_MAGIC || ver != DSM__BOOT_VERSION)
+	if (dsm_rpc_boot_hdr_decode_next(&h, &p, end) != 1 || h.magic != BOOT_MAGIC)
 		goto proto;
-	if (type == T_ERROR) {
-		code = (uint32_t)get_le(&r, 4);
-		get_str(&r, text, DSM__BOOT_ERR_MAX);
-		if (r.bad || r.off != r.len)
+	if (h.version != DSM__BOOT_VERSION) {
+		DSM__ERR("DSM_BOOTSTRAP: rank 0 speaks bootstrap protocol version %u, this node %u "
+			 "(different libdsm versions)", h.version, DSM__BOOT_VERSION);
+		return DSM_EPROTO;
+	}
+	if (h.type == T_ERROR) {
+		if (dsm_rpc_boot_error_decode(&err, p, (size_t)(end - p)) < 0 ||
+		    get_str(err.text, text, sizeof(text)) < 0)
 			goto proto;
 		DSM__ERR("DSM_BOOTSTRAP: %s", text);
-		return code == C_TIMEOUT ? DSM_ETIMEDOUT : code == C_PROTO ? DSM_EPROTO : DSM_ECONFIG;
+		return err.code == C_TIMEOUT ? DSM_ETIMEDOUT
+		       : err.code == C_PROTO ? DSM_EPROTO : DSM_ECONFIG;
 	}
-	if (type != T_LIST)
+	if (h.type != T_LIST || dsm_rpc_boot_list_decode(&list, p, (size_t)(end - p)) < 0 ||
+	    list.nodes != cfg->nodes)
 		goto proto;
-	cluster = (uint32_t)get_le(&r, 4);
-	nodes = (uint32_t)get_le(&r, 4);
-	if (r.bad || nodes != cfg->nodes)
-		goto proto;
-	cfg->addrs = calloc(nodes, sizeof(char *));
+	cfg->addrs = calloc(list.nodes, sizeof(char *));
 	if (!cfg->addrs)
 		return DSM_ENOMEM;
-	for (unsigned i = 0; i < nodes; i++) {
-		get_str(&r, a, DSM__BOOT_ADDR_MAX);
-		if (r.bad || dsm__parse_hostport(a, host, sizeof(host), &port) < 0 ||
+	ap = list.addrs.ptr;
+	aend = ap + list.addrs.len;
+	for (unsigned i = 0; i < list.nodes; i++) {
+		if (dsm_rpc_boot_addr_decode_next(&ad, &ap, aend) != 1 ||
+		    get_str(ad.addr, a, sizeof(a)) < 0 ||
+		    dsm__parse_hostport(a, host, sizeof(host), &port) < 0 ||
 		    (i == cfg->rank && strcmp(a, mine)))
 			goto proto;
 		if (!(cfg->addrs[i] = strdup(a))) {
@@ -840,9 +613,9 @@ static int client_answer(struct dsm__net_cfg *cfg, const uint8_t *body, size_t l
 			goto fail;
 		}
 	}
-	if (r.off != r.len)
+	if (ap != aend) /* more addresses than nodes */
 		goto proto;
-	set_cluster(cfg, cluster);
+	dsm__boot_set_cluster(cfg, list.cluster);
 	return 0;
 proto:
 	DSM__ERR("DSM_BOOTSTRAP: malformed answer from rank 0 (not libdsm %d, or corrupted)",
@@ -858,8 +631,8 @@ static int boot_client(struct dsm__net_cfg *cfg, const char *bs, struct in_addr 
 {
 	int64_t tmo = (int64_t)cfg->connect_timeout_ms * 1000000;
 	const char *dh = dsm__env_str("DSM_HOST");
-	uint8_t hello[4 + HELLO_MAX], *body = NULL;
-	struct wbuf w = { hello, 0, sizeof(hello) };
+	uint8_t hello[MSG_HDR + DSM_RPC_BOOT_HELLO_SIZE_MAX], *body = NULL;
+	struct dsm_rpc_boot_hello m;
 	struct sockaddr_in la;
 	socklen_t ll = sizeof(la);
 	struct in_addr ip;
@@ -867,14 +640,14 @@ static int boot_client(struct dsm__net_cfg *cfg, const char *bs, struct in_addr 
 	unsigned port;
 	size_t blen;
 	uint8_t lenb[4];
-	int fd, ufd, e;
+	int fd, ufd, e, n;
 
 	fd = connect_rank0(bs, bip, bport, cfg->connect_timeout_ms, t0 + tmo);
 	if (fd < 0)
 		return fd;
 	/* announce DSM_HOST, else the address that reaches rank 0 */
 	if (dh) {
-		if ((e = resolve4(dh, &ip)) < 0) {
+		if ((e = dsm__boot_resolve4(dh, &ip)) < 0) {
 			DSM__ERR("DSM_HOST: cannot resolve '%s'", dh);
 			goto fail_udp;
 		}
@@ -884,24 +657,26 @@ static int boot_client(struct dsm__net_cfg *cfg, const char *bs, struct in_addr 
 		e = DSM_ESYS;
 		goto fail_udp;
 	}
-	ufd = hold_udp_port(ip, &port);
+	ufd = dsm__boot_hold_udp_port(ip, &port);
 	if (ufd < 0) {
 		e = ufd;
 		goto fail_udp;
 	}
 	snprintf(addr, sizeof(addr), "%s:%u", inet_ntoa(ip), port);
-	put_hdr(&w, T_HELLO);
-	put_u32(&w, cfg->rank);
-	put_u32(&w, cfg->nodes);
-	put_u64(&w, job_fingerprint());
-	put_str(&w, addr, DSM__BOOT_ADDR_MAX);
-	finish(&w);
+	m = (struct dsm_rpc_boot_hello){ cfg->rank, cfg->nodes, job_fingerprint(),
+					 str_bytes(addr, DSM__BOOT_ADDR_MAX) };
+	n = frame(hello, T_HELLO, dsm_rpc_boot_hello_encode(&m, hello + MSG_HDR,
+							     sizeof(hello) - MSG_HDR));
+	if (n < 0) {
+		e = n;
+		goto done; /* cannot happen: addr fits its MAX */
+	}
 	/* rank 0 waits at most its own timeout, which began after ours */
-	if ((e = send_all(fd, hello, w.len, t0 + 2 * tmo)) < 0 ||
+	if ((e = send_all(fd, hello, (size_t)n, t0 + 2 * tmo)) < 0 ||
 	    (e = recv_all(fd, lenb, 4, t0 + 2 * tmo)) < 0)
 		goto fail_io;
-	blen = (size_t)lenb[0] | (size_t)lenb[1] << 8 | (size_t)lenb[2] << 16 | (size_t)lenb[3] << 24;
-	if (blen < HDR_LEN || blen > HDR_LEN + 8 + (size_t)cfg->nodes * (2 + DSM__BOOT_ADDR_MAX) + ERROR_MAX) {
+	blen = dsm__get_le32(lenb);
+	if (blen < HDR_SIZE || blen > DSM__MAX(LIST_BODY_MAX(cfg->nodes), ERROR_BODY_MAX)) {
 		DSM__ERR("DSM_BOOTSTRAP: malformed answer from rank 0 (%zu bytes)", blen);
 		e = DSM_EPROTO;
 		goto fail_io;
@@ -931,8 +706,8 @@ fail_udp:
 	return e;
 }
 
-/* DSM_RANK, DSM_NODES and DSM_BOOTSTRAP: the TCP rendezvous. */
-static int tcp_boot(struct dsm__net_cfg *cfg, const char *bs)
+/* See boot-internal.h. */
+int dsm__boot_tcp(struct dsm__net_cfg *cfg, const char *bs)
 {
 	int64_t t0 = dsm__now_ns();
 	char host[DSM__BOOT_ADDR_MAX + 1];
@@ -941,7 +716,7 @@ static int tcp_boot(struct dsm__net_cfg *cfg, const char *bs)
 	long nodes, rank;
 	int e;
 
-	if ((e = dsm__env_long("DSM_NODES", 0, 1, NODES_MAX, &nodes)))
+	if ((e = dsm__env_long("DSM_NODES", 0, 1, DSM__BOOT_NODES_MAX, &nodes)))
 		return e;
 	if (!nodes) {
 		DSM__ERR("DSM_NODES: not set, but DSM_BOOTSTRAP is (every node needs DSM_NODES and DSM_RANK)");
@@ -953,11 +728,11 @@ static int tcp_boot(struct dsm__net_cfg *cfg, const char *bs)
 		DSM__ERR("DSM_RANK: not set, but DSM_BOOTSTRAP is (every node needs DSM_NODES and DSM_RANK)");
 		return DSM_ECONFIG;
 	}
-	if (dsm__parse_hostport(bs, host, sizeof(host), &bport) < 0 || resolve4(host, &bip) < 0) {
+	if (dsm__parse_hostport(bs, host, sizeof(host), &bport) < 0 || dsm__boot_resolve4(host, &bip) < 0) {
 		DSM__ERR("DSM_BOOTSTRAP: '%s' is not a reachable IPv4 host:port", bs);
 		return DSM_EADDR;
 	}
-	if ((e = base_cfg(cfg)))
+	if ((e = dsm__boot_base_cfg(cfg)))
 		return e;
 	cfg->rank = (unsigned)rank;
 	dsm__log_set_rank((int)rank);
@@ -979,45 +754,4 @@ static int tcp_boot(struct dsm__net_cfg *cfg, const char *bs)
 	DSM__INFO("DSM_BOOTSTRAP: rank %u of %u at %s, cluster %08x", cfg->rank, cfg->nodes,
 		  cfg->addrs[cfg->rank], cfg->cluster);
 	return 0;
-}
-
-/* ---- entry ---------------------------------------------------------------- */
-
-int dsm__bootstrap(struct dsm__net_cfg *cfg)
-{
-	const char *bs;
-	int e;
-
-	if (!cfg)
-		return DSM_EINVAL;
-	if (dsm__env_str("DSM_PEERS"))
-		return dsm__net_cfg_from_env(cfg); /* dsmrun: wins over everything */
-	if (dsm__env_str("PMIX_RANK")) {
-#ifdef DSM_HAVE_PMIX
-		if ((e = base_cfg(cfg)))
-			return e;
-		e = pmix_boot(cfg);
-		if (e <= 0) {
-			if (e < 0) {
-				dsm__net_cfg_fini(cfg);
-				memset(cfg, 0, sizeof(*cfg));
-			}
-			return e;
-		}
-		dsm__net_cfg_fini(cfg); /* no launcher after all: fall through */
-#else
-		if ((e = dsm__log_init()))
-			return e;
-		DSM__ERR("PMIX_RANK is set: this libdsm was built without PMIx; install libpmix-dev "
-			 "and rebuild, or start with dsmrun");
-		return DSM_ENOTSUP;
-#endif
-	}
-	bs = dsm__env_str("DSM_BOOTSTRAP");
-	if (bs) {
-		if ((e = dsm__log_init()))
-			return e;
-		return tcp_boot(cfg, bs);
-	}
-	return dsm__net_cfg_from_env(cfg);
 }

@@ -116,7 +116,7 @@ DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where)
 	void *p = NULL;
 	int e;
 
-	if (!D) {
+	if (dsm__closed()) {
 		last_error = DSM_ECLOSED;
 		return NULL;
 	}
@@ -170,7 +170,7 @@ DSM_EXPORT void dsm_free(void *p)
 		last_error = 0;
 		return;
 	}
-	if (!D) {
+	if (dsm__closed()) {
 		last_error = DSM_ECLOSED;
 		return;
 	}

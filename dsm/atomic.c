@@ -61,7 +61,7 @@ static int do_atomic(int64_t *addr, uint32_t op, int64_t a, int64_t b, int64_t *
 	int64_t o = 0;
 	int h, e;
 
-	if (!D)
+	if (dsm__closed())
 		return DSM_ECLOSED;
 	if (!addr || !in_region(addr) || ((uintptr_t)addr & 7))
 		return DSM_EINVAL;

@@ -102,7 +102,7 @@ DSM_EXPORT int dsm_barrier(void)
 	int64_t t0;
 	int e, e2;
 
-	if (!D)
+	if (dsm__closed())
 		return DSM_ECLOSED;
 	t0 = dsm__now_ns();
 	e = dsm__release();

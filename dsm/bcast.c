@@ -7,8 +7,9 @@
  * Broadcasts are numbered per node in call order (every node calls
  * dsm_bcast in the same order). Every node, root or not, tells every other
  * node the root and length it was called with (the root's message carries
- * the data) and waits for the N - 1 messages of the others: so every node
- * sees the same declarations, and a program that calls dsm_bcast with
+ * the data) and waits for the messages of the others (of those still
+ * alive; a dead root fails it with DSM_EPEERDEAD): so every node sees the
+ * same declarations, and a program that calls dsm_bcast with
  * different roots or lengths on different nodes gets DSM_EINVAL on every
  * node instead of a silent success or a hang. What arrives early waits in
  * a queue until the node's own call with that number takes it.
@@ -83,20 +84,26 @@ int dsm__h_bcast(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_bcast_msg *m)
 
 struct bc_wait {
 	uint64_t seq;
-	unsigned n;              /* messages of seq arrived */
 };
 
-/* Called with sync_mu held (dsm__wait_for): has every other node's message
- * of this broadcast arrived? */
+/* Called with sync_mu held (dsm__wait_for): has the message of this
+ * broadcast arrived from every other node that is not gone? (A node that
+ * died declares nothing; the others go on without it.) */
 static bool bc_arrived(void *arg)
 {
 	struct bc_wait *bw = arg;
 	struct bcast_msg *b;
+	unsigned r;
 
-	bw->n = 0;
-	for (b = BC.queue; b; b = b->next)
-		bw->n += b->seq == bw->seq;
-	return bw->n >= D->nodes - 1;
+	for (r = 0; r < D->nodes; r++) {
+		if (r == D->rank || dsm__peer_gone(r))
+			continue;
+		for (b = BC.queue; b && !(b->seq == bw->seq && b->from == r); b = b->next)
+			;
+		if (!b)
+			return false;
+	}
+	return true;
 }
 
 /* Take the messages of broadcast seq off the queue (sync_mu held). */
@@ -125,7 +132,7 @@ DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root)
 	unsigned r;
 	int e = 0, e2;
 
-	if (!D)
+	if (dsm__closed())
 		return DSM_ECLOSED;
 	if (root < 0 || (unsigned)root >= D->nodes || (len && !buf) || len > BCAST_MAX)
 		return DSM_EINVAL;
@@ -139,21 +146,24 @@ DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root)
 		m.data.len = (uint32_t)len;
 		e = dsm__release();
 	}
+	/* A node that is gone gets nothing: a receiver need not reach it, but
+	 * a root that could not reach every node says so (DSM_EPEERDEAD). */
 	for (r = 0; r < D->nodes; r++) {
 		if (r == D->rank)
 			continue;
-		e2 = dsm_rpc_bcast_send(D->rpc, r, &m);
-		if (e2 && !e)
+		e2 = dsm__peer_gone(r) ? DSM_EPEERDEAD : dsm_rpc_bcast_send(D->rpc, r, &m);
+		if (e2 && !e && (me_root || e2 != DSM_EPEERDEAD))
 			e = e2;
 	}
-	e2 = dsm__wait_for(bc_arrived, &bw, (unsigned)root, WAIT_ALL);
+	e2 = dsm__wait_for(bc_arrived, &bw, (unsigned)root, WAIT_FROM);
 	if (e2 && !e)
 		e = e2;
 	pthread_mutex_lock(&D->sync_mu);
 	got = bc_take(bw.seq);
 	pthread_mutex_unlock(&D->sync_mu);
-	/* Every node sees the same N - 1 declarations besides its own, so a
-	 * mismatch fails the broadcast on every node alike. */
+	/* Every node sees the same declarations besides its own (of the
+	 * nodes alive), so a mismatch fails the broadcast on every node
+	 * alike. */
 	for (b = got; b && !e; b = b->next) {
 		if (b->root != (unsigned)root || b->len != len) {
 			DSM__ERR("dsm_bcast number %" PRIu64 ": this node was called with root %d "
@@ -165,7 +175,7 @@ DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root)
 		}
 	}
 	if (!e && !me_root && !data)
-		e = DSM_EPROTO;
+		e = dsm__peer_gone((unsigned)root) ? DSM_EPEERDEAD : DSM_EPROTO;
 	if (!e && !me_root) {
 		memcpy(buf, data->data, len);
 		e = dsm__acquire();

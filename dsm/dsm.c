@@ -145,6 +145,8 @@ DSM_EXPORT int dsm_init(const struct dsm_config *cfg)
 	unsigned i;
 	int e;
 
+	if (dsm__pager_forked())
+		return DSM_ECLOSED;
 	if (D)
 		return DSM_EBUSY;
 	d = calloc(1, sizeof(*d));
@@ -241,7 +243,7 @@ DSM_EXPORT int dsm_finalize(void)
 	struct dsm *d = D;
 	int e, e2;
 
-	if (!d)
+	if (dsm__closed())
 		return DSM_ECLOSED;
 	e = dsm__release();
 	e2 = dsm__barrier_rounds(true);
@@ -264,12 +266,12 @@ DSM_EXPORT int dsm_finalize(void)
 
 DSM_EXPORT int dsm_rank(void)
 {
-	return D ? (int)D->rank : -1;
+	return dsm__closed() ? -1 : (int)D->rank;
 }
 
 DSM_EXPORT int dsm_nodes(void)
 {
-	return D ? (int)D->nodes : 0;
+	return dsm__closed() ? 0 : (int)D->nodes;
 }
 
 DSM_EXPORT int dsm_stats(struct dsm_stats *out)
@@ -278,7 +280,7 @@ DSM_EXPORT int dsm_stats(struct dsm_stats *out)
 
 	if (!out)
 		return DSM_EINVAL;
-	if (!D)
+	if (dsm__closed())
 		return DSM_ECLOSED;
 	memset(out, 0, sizeof(*out));
 #define CP(f) out->f = atomic_load_explicit(&D->st.f, memory_order_relaxed)

@@ -5,7 +5,8 @@
  *  - read fault: a page homed here is made present (dsm__home_fresh, or
  *    dsm__home_present); a page homed elsewhere is fetched from its home and
  *    installed read-only, with the pages after it when this node reads in
- *    order (fetch-ahead, up to DSM_FETCH_AHEAD pages per request);
+ *    order (fetch-ahead, up to DSM_FETCH_AHEAD pages per request, at most
+ *    what the fetch reply's bound in dsm.rpc holds: dsm__fetch_max_pages);
  *  - write fault: a page homed here becomes writable and dirty; a copy
  *    becomes writable after a twin is kept (twin.c); a page not present is
  *    fetched first.
@@ -20,9 +21,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "diff.h"
 #include "internal.h"
 
-#define FETCH_AHEAD_MAX 256 /* largest DSM_FETCH_AHEAD (the fetch call's limit) */
+#define FETCH_AHEAD_DEFAULT 32 /* DSM_FETCH_AHEAD */
 
 static struct {
 	unsigned max;             /* DSM_FETCH_AHEAD: most pages per fetch */
@@ -33,17 +35,38 @@ static struct {
 static _Thread_local int fault_peer = -1;
 static dsm_fault_handler user_fault_handler;
 
+size_t dsm__fetch_max_pages(size_t ps)
+{
+	/* the reply's bound in dsm.rpc; at least one page of any supported
+	 * size (DSM_DIFF_MAX_PAGE) */
+	_Static_assert(DSM_RPC_FETCH_DATA_MAX >= DSM_DIFF_MAX_PAGE, "a fetch holds a page");
+	return DSM_RPC_FETCH_DATA_MAX / ps;
+}
+
+/* DSM_FETCH_AHEAD is read in pages of the smallest size (up to 256) and
+ * bounded by what one fetch of this node's pages holds. */
 int dsm__fault_init(void)
 {
 	long fa;
-	int e = dsm__env_long("DSM_FETCH_AHEAD", 32, 1, FETCH_AHEAD_MAX, &fa);
+	int e = dsm__env_long("DSM_FETCH_AHEAD", FETCH_AHEAD_DEFAULT, 1,
+			      (long)dsm__fetch_max_pages(DSM__ARENA_MIN_PAGE), &fa);
 
 	if (e)
 		return e;
+	if ((size_t)fa > dsm__fetch_max_pages(D->ps)) {
+		DSM__INFO("DSM_FETCH_AHEAD=%ld: at most %zu pages of %zu bytes per fetch", fa,
+			  dsm__fetch_max_pages(D->ps), D->ps);
+		fa = (long)dsm__fetch_max_pages(D->ps);
+	}
 	FA.max = (unsigned)fa;
 	atomic_store(&FA.next_seq, 0);
 	atomic_store(&FA.window, 0);
 	return 0;
+}
+
+unsigned dsm__fetch_ahead_max(void)
+{
+	return FA.max;
 }
 
 void dsm__fault_peer_set(int peer)

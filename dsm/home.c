@@ -138,10 +138,11 @@ int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 	size_t idx, i;
 	int e = 0;
 
-	if (!in_region(p) || ((uintptr_t)p & (D->ps - 1)) || rq->count < 1 || rq->count > 256)
+	if (!in_region(p) || ((uintptr_t)p & (D->ps - 1)) || rq->count < 1 ||
+	    rq->count > dsm__fetch_max_pages(D->ps))
 		return DSM_EPROTO;
 	idx = page_idx(p);
-	if (idx + rq->count > D->npages || rq->count * D->ps > 1048576)
+	if (idx + rq->count > D->npages)
 		return DSM_EPROTO;
 	for (i = 0; i < rq->count && !e; i++) {
 		struct page_meta *m = &D->meta[idx + i];
@@ -196,21 +197,6 @@ int dsm__home_fresh(size_t idx)
 	return e;
 }
 
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* The diffs of another node's release (dsm.rpc, diffs): apply each to the
  * master copy, register the write, answer once its other readers know. */
 int dsm__h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
@@ -218,37 +204,28 @@ int dsm__h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
 {
 	unsigned peer = dsm__rpc_ctx_peer(ctx);
 	const uint8_t *p = rq->data.ptr, *end = p + rq->data.len;
+	struct dsm_rpc_diff_item it;
 	struct news nw = NEWS_INIT;
 	int e = 0, r;
 
 	(void)rp;
-	while (p < end && !e) {
-		uint64_t addr;
-		uint32_t len;
+	while (!e && (r = dsm_rpc_diff_item_decode_next(&it, &p, end)) != 0) {
+		void *page = (void *)(uintptr_t)it.page;
 		size_t idx;
 
-		if (end - p < 12) {
+		if (r < 0 || !in_region(page) || (it.page & (D->ps - 1))) {
 			e = DSM_EPROTO;
 			break;
 		}
-		addr = get_u64(p);
-		len = get_u32(p + 8);
-		p += 12;
-		if ((size_t)(end - p) < len || !in_region((void *)(uintptr_t)addr) ||
-		    (addr & (D->ps - 1))) {
-			e = DSM_EPROTO;
-			break;
-		}
-		idx = page_idx((void *)(uintptr_t)addr);
+		idx = page_idx(page);
 		pthread_mutex_lock(stripe_of(idx));
 		e = dsm__home_writable(idx);
 		if (!e)
-			e = dsm__diff_apply(page_addr(idx), D->ps, p, len);
+			e = dsm__diff_apply(page, D->ps, it.diff.ptr, it.diff.len);
 		if (!e)
 			e = dsm__register_write(idx, peer, &nw);
 		pthread_mutex_unlock(stripe_of(idx));
 		STAT_INC(diffs_applied);
-		p += len;
 	}
 	if (e)
 		DSM__WARN("diffs from node %u: %s", peer, dsm_strerror(e));
@@ -259,4 +236,3 @@ int dsm__h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
 	dsm__news_free(&nw);
 	return r;
 }
-

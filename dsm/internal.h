@@ -140,6 +140,14 @@ extern struct dsm *D;
 #define STAT_ADD(f, v) atomic_fetch_add_explicit(&D->st.f, (v), memory_order_relaxed)
 #define STAT_INC(f) STAT_ADD(f, 1)
 
+/* Not initialised, or this process is a child forked after dsm_init (it
+ * is not a node: pager/fork.c): every public call then returns
+ * DSM_ECLOSED. */
+static inline bool dsm__closed(void)
+{
+	return !D || dsm__pager_forked();
+}
+
 /* ---- pages ---------------------------------------------------------------- */
 
 static inline size_t page_idx(const void *p)
@@ -295,7 +303,13 @@ void dsm__twin_trim(void);
 
 /* ---- faults (fault.c) ------------------------------------------------------ */
 
+/* DSM_FETCH_AHEAD, bounded by dsm__fetch_max_pages (needs D->ps). */
 int dsm__fault_init(void);
+/* The most pages one fetch may carry with pages of ps bytes: the fetch
+ * reply's bound in dsm.rpc divided by the page size. */
+size_t dsm__fetch_max_pages(size_t ps);
+/* The most pages this node asks for in one fetch (after dsm__fault_init). */
+unsigned dsm__fetch_ahead_max(void);
 int dsm__cb_read_fault(void *arg, void *page);
 int dsm__cb_write_fault(void *arg, void *page, bool present);
 /* The pager's fatal handler: a load or store that cannot be served. */

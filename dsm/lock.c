@@ -396,7 +396,7 @@ DSM_EXPORT int dsm_lock(uint32_t id)
 	int e;
 	bool waited, owner_died = false;
 
-	if (!D)
+	if (dsm__closed())
 		return DSM_ECLOSED;
 	e = held_begin(id);
 	if (e)
@@ -452,7 +452,7 @@ DSM_EXPORT int dsm_unlock(uint32_t id)
 	unsigned mgr;
 	int e;
 
-	if (!D)
+	if (dsm__closed())
 		return DSM_ECLOSED;
 	e = held_check(id);
 	if (e)

@@ -64,7 +64,7 @@ DSM_EXPORT int dsm_dead_ranks(int *ranks, int max)
 	unsigned r;
 	int n = 0;
 
-	if (!D)
+	if (dsm__closed())
 		return 0;
 	for (r = 0; r < D->nodes; r++)
 		if (r != D->rank && dsm__peer_gone(r)) {

@@ -38,12 +38,11 @@
 
 #include "diff.h"
 #include "internal.h"
-#include "wire.h" /* little-endian helpers */
 
 #define DIFF_BATCH (256 << 10) /* bytes of diffs per message */
 #define BATCH_POOL 8           /* idle batch buffers kept */
 
-/* A diffs message: u64 page, u32 len, len bytes of diff, repeated. */
+/* A diffs message: diff_item records (dsm.rpc), one per page. */
 struct batch {
 	struct batch *next;
 	unsigned home;
@@ -75,7 +74,7 @@ int dsm__release_init(void)
 	pthread_mutex_init(&R.dirty_mu, NULL);
 	R.flight_tail = &R.flight;
 	R.retry_tail = &R.retry;
-	R.batch_cap = DIFF_BATCH + 12 + DSM_DIFF_BOUND(D->ps);
+	R.batch_cap = DIFF_BATCH + DSM_RPC_DIFF_ITEM_SIZE_MIN + DSM_DIFF_BOUND(D->ps);
 	R.open = calloc(D->nodes, sizeof(*R.open));
 	R.failed = calloc(D->nodes, sizeof(*R.failed));
 	R.diff_tmp = malloc(DSM_DIFF_BOUND(D->ps));
@@ -194,6 +193,8 @@ static void batches_resend(void);
 static int batch_append(unsigned h, size_t idx, const uint8_t *diff, size_t len)
 {
 	struct batch *b = R.open[h];
+	struct dsm_rpc_diff_item it;
+	int n;
 
 	if (R.retry)
 		batches_resend(); /* older diffs first */
@@ -202,10 +203,13 @@ static int batch_append(unsigned h, size_t idx, const uint8_t *diff, size_t len)
 		if (!b)
 			return DSM_ENOMEM;
 	}
-	dsm__put_le64(b->data + b->len, (uintptr_t)page_addr(idx));
-	dsm__put_le32(b->data + b->len + 8, (uint32_t)len);
-	memcpy(b->data + b->len + 12, diff, len);
-	b->len += 12 + len;
+	it.page = (uintptr_t)page_addr(idx);
+	it.diff.ptr = diff;
+	it.diff.len = (uint32_t)len;
+	n = dsm_rpc_diff_item_encode(&it, b->data + b->len, R.batch_cap - b->len);
+	if (n < 0)
+		return n; /* cannot be: the buffer has room for one more */
+	b->len += (size_t)n;
 	STAT_INC(diffs_sent);
 	STAT_ADD(diff_bytes, (uint64_t)len);
 	if (b->len >= DIFF_BATCH) {

@@ -99,13 +99,17 @@ DSM_EXPORT int dsm_last_error(void);
 /* Collective: root's len bytes of buf are copied into buf on every other
  * node (e.g. a pointer from dsm_malloc), and everything root wrote before is
  * visible to the others after. Every node calls it in the same order with
- * the same root and len. 0, DSM_EINVAL (bad root, len mismatch),
- * DSM_EPEERDEAD. */
+ * the same root and len. 0; DSM_EINVAL (bad root or len; or nodes called
+ * it with different roots or lengths: then every node gets DSM_EINVAL and
+ * nothing is copied); DSM_EPEERDEAD (a node died). */
 DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root);
 
 /* Collective: returns when every node has called it. Call it from one
  * thread per node. 0, or DSM_EPEERDEAD (a node died or left; see
- * dsm_dead_ranks). */
+ * dsm_dead_ranks). If this node's writes cannot all be delivered to their
+ * homes (e.g. DSM_ENOMEM), the barrier still completes and returns that
+ * error; the undelivered writes are kept and delivered by this node's next
+ * barrier, unlock or broadcast (until then other nodes may not see them). */
 DSM_EXPORT int dsm_barrier(void);
 
 /* Lock id (any 32-bit value; a lock needs no creation; its manager is node
@@ -113,9 +117,15 @@ DSM_EXPORT int dsm_barrier(void);
  * thread; not recursive. 0; DSM_EOWNERDEAD: the lock IS now held, but the
  * node that held it before died holding it (what it protected may be half
  * updated; like a robust pthread mutex); DSM_EPEERDEAD: the manager is
- * dead, the lock is not held. */
+ * dead, the lock is not held; DSM_EDEADLK: the calling thread holds it
+ * already (returned at once). */
 DSM_EXPORT int dsm_lock(uint32_t id);
-/* 0, DSM_EPEERDEAD, DSM_EINVAL (this node does not hold id). */
+/* Unlock id, held by the calling thread. 0; DSM_EINVAL: no thread of this
+ * node holds id; DSM_EPERM: another thread of this node holds it (nothing
+ * changes). If the writes made under the lock cannot be delivered to
+ * their homes (e.g. DSM_ENOMEM), that error is returned and the lock STAYS
+ * HELD, the writes kept: call dsm_unlock again. DSM_EPEERDEAD: a home of
+ * some of those writes died (they are lost); the lock is released. */
 DSM_EXPORT int dsm_unlock(uint32_t id);
 
 /* Atomics on an 8-byte aligned int64_t of shared memory, executed at the
@@ -138,6 +148,11 @@ DSM_EXPORT int dsm_cas(int64_t *addr, int64_t expected, int64_t desired, int64_t
  * NULL restores the default. 0. */
 typedef void (*dsm_fault_handler)(void *addr, int err);
 DSM_EXPORT int dsm_set_fault_handler(dsm_fault_handler h);
+
+/* fork(): a child forked after dsm_init is not a node. Every dsm_* call
+ * there returns DSM_ECLOSED (dsm_rank -1, dsm_nodes 0, dsm_malloc NULL),
+ * and a load or store of shared memory prints why and ends the child with
+ * exit status DSM_EXIT_FAULT. fork() then exec (system, popen) works. */
 
 /* Ranks the failure detector has declared dead (or that left), written to
  * ranks[0 .. max), lowest first. Returns how many there are (may exceed

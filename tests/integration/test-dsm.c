@@ -30,7 +30,9 @@
  *                 contents intact, calloc'd memory zero
  *   misuse        re-locking a held lock, unlocking another thread's or a
  *                 free lock, broadcasts whose roots or lengths differ
- *                 between nodes: the exact error on every node, no hang
+ *                 between nodes: the exact error on every node, no hang;
+ *                 a child forked after dsm_init: DSM_ECLOSED from every
+ *                 call, exit DSM_EXIT_FAULT when it touches shared memory
  *   finalize      ranks > 0 write into rank 0's pages and call dsm_finalize
  *                 right away; rank 0 barriers (the finalize barrier of the
  *                 others), checks the data, then finalizes. Must be last.
@@ -57,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dsm.h"
@@ -1485,6 +1488,60 @@ static void expect_bcast(void *buf, size_t len, int root, int want, const char *
 	REQUIRE(now_s() - t0 < 5, "%s: dsm_bcast took %.1f s", what, now_s() - t0);
 }
 
+/* A child forked after dsm_init is not a node: every call returns
+ * DSM_ECLOSED there, and a load or store of shared memory ends it with
+ * status DSM_EXIT_FAULT and a line that says why. The node goes on. */
+static void misuse_fork(void)
+{
+	uint64_t *shared = shared_alloc(pg, DSM_PLACE_LOCAL, 0, true);
+	char msg[512] = "";
+	int fd[2], st;
+	ssize_t n;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	REQUIRE(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int bad = 0;
+
+		bad |= dsm_rank() != -1;
+		bad |= dsm_barrier() != DSM_ECLOSED;
+		bad |= dsm_lock(1) != DSM_ECLOSED;
+		bad |= dsm_bcast(&bad, sizeof bad, 0) != DSM_ECLOSED;
+		bad |= dsm_malloc(64) != NULL || dsm_last_error() != DSM_ECLOSED;
+		bad |= dsm_finalize() != DSM_ECLOSED;
+		_exit(bad ? 3 : 0);
+	}
+	REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
+	REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		"a forked child's dsm_* calls did not all return DSM_ECLOSED (status %#x)", st);
+	REQUIRE(pipe(fd) == 0, "pipe: %s", strerror(errno));
+	pid = fork();
+	REQUIRE(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(fd[1], 2);
+		close(fd[0]);
+		shared[0] = 1; /* ends the child */
+		_exit(0);
+	}
+	close(fd[1]);
+	n = read(fd[0], msg, sizeof msg - 1);
+	close(fd[0]);
+	msg[n > 0 ? n : 0] = '\0';
+	REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
+	REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == DSM_EXIT_FAULT,
+		"a forked child storing to shared memory: status %#x, expected exit %d (%s)",
+		st, DSM_EXIT_FAULT, msg);
+	REQUIRE(strstr(msg, "forked after dsm_init"), "the child's message: '%s'", msg);
+	/* the node itself is unaffected */
+	barrier();
+	if (me == 1 % nodes)
+		shared[1] = 7;
+	barrier();
+	REQUIRE(shared[1] == 7, "shared memory after the forks: %" PRIu64, shared[1]);
+}
+
 static void scenario_misuse(void)
 {
 	uint32_t l = LK_MISUSE + (uint32_t)me, l2 = LK_MISUSE + 100 + (uint32_t)me;
@@ -1533,6 +1590,7 @@ static void scenario_misuse(void)
 	x = me == 0 ? 0x1234567890abcdefull : 0;
 	expect_bcast(&x, sizeof x, 0, 0, "after the errors");
 	REQUIRE(x == 0x1234567890abcdefull, "broadcast value %#" PRIx64, x);
+	misuse_fork();
 }
 
 /* ---- 12. finalize ------------------------------------------------------------- */

@@ -679,9 +679,10 @@ START_TEST(rpcgen_record_roundtrip)
 }
 END_TEST
 
-/* A diff item is byte for byte what dsm/dsm.c's release packs by hand
- * today (u64 page, u32 length, the diff), and a batch of them carries real
- * diffs: encode three pages' diffs, walk them, apply them. */
+/* A diff item is byte for byte the layout the release's diffs batches had
+ * when they were packed by hand (u64 page, u32 length, the diff: dsm.rpc's
+ * diff_item keeps it), and a batch of them carries real diffs: encode
+ * three pages' diffs, walk them, apply them. */
 START_TEST(rpcgen_record_diff_batch)
 {
 	enum { PS = 4096, NP = 3 };
@@ -712,7 +713,7 @@ START_TEST(rpcgen_record_diff_batch)
 						NP * DSM_RPC_RT_DIFF_ITEM_SIZE_MAX - used);
 		ck_assert_int_eq(k, 12 + r);
 		used += (size_t)k;
-		/* the hand-written layout of dsm/dsm.c's rel_append */
+		/* the same layout written by hand */
 		dsm__put_le64(hand + hlen, it.page);
 		dsm__put_le32(hand + hlen + 8, (uint32_t)r);
 		memcpy(hand + hlen + 12, diff, (size_t)r);

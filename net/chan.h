@@ -18,6 +18,9 @@
  * that thread, with no peer lock held, in per-peer order.
  *
  * Tests may instead drive the channel by hand with dsm__chan_poll().
+ *
+ * Implementation: chan.c, fd.c, frag.c, loss.c, progress.c around one
+ * private header, chan-impl.h, which says which file holds what.
  */
 #ifndef DSM_NET_CHAN_H
 #define DSM_NET_CHAN_H

@@ -1,0 +1,258 @@
+/*
+ * Fragmentation and reassembly: messages of any size (up to cfg.max_msg)
+ * over datagrams of c->pay payload bytes.
+ *
+ * Framing: a message that fits one datagram is one datagram flagged
+ * FIRST|LAST. A longer one starts with a FIRST datagram whose payload
+ * begins with the message length (le32) followed by pay - 4 bytes; the
+ * following datagrams carry pay bytes each, the last one flagged LAST. A
+ * message with no room in the send ring waits, copied, on the peer's
+ * pending list and is framed as slots free up (dsm__frag_refill, after an
+ * ack or a new incarnation).
+ *
+ * Reassembly: in sequence order, from the receive ring into the peer's
+ * reassembly buffer (mbuf), checked against the announced length (it must
+ * need more than one datagram and be at most cfg.max_msg); a message that
+ * breaks the framing is counted as malformed and skipped up to the next
+ * FIRST. A one-datagram message is delivered straight from the ring.
+ *
+ * Threads and locks: framing and the pending list run on the sending
+ * thread (any thread) with the peer lock held, or on the receiving or
+ * timer thread when acks open the window, also under the peer lock.
+ * Reassembly and delivery run on the receiving thread (rx_lock held) with
+ * no peer lock, so the deliver callback may send.
+ */
+#include "chan-impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- framing ---------------------------------------------------------- */
+
+/* Cursor over a gather list. */
+struct cur {
+	const struct iovec *iov;
+	int n, i;
+	size_t off;
+};
+
+static void cur_copy(struct cur *k, uint8_t *dst, size_t len)
+{
+	while (len) {
+		const struct iovec *v = &k->iov[k->i];
+		size_t take = v->iov_len - k->off;
+
+		if (take > len)
+			take = len;
+		memcpy(dst, (const uint8_t *)v->iov_base + k->off, take);
+		dst += take;
+		len -= take;
+		k->off += take;
+		if (k->off == v->iov_len) {
+			k->i++;
+			k->off = 0;
+		}
+	}
+}
+
+size_t dsm__frag_count(const struct dsm__chan *c, size_t len)
+{
+	if (len <= c->pay)
+		return 1;
+	return 1 + (len - (c->pay - 4) + c->pay - 1) / c->pay;
+}
+
+/* Frame the next fragment of a message of total length len, of which off
+ * bytes are framed already, into the next ring slot. Returns the new off. */
+static size_t frame(struct dsm__chan *c, struct peer *p, struct cur *k, size_t len, size_t off)
+{
+	struct txslot *s = &p->tx[p->snd_end & WMASK];
+	uint8_t *pl = s->buf + DSM_WIRE_HDR_SIZE;
+	size_t take;
+
+	s->flags = 0;
+	if (off == 0) {
+		s->flags |= DSM_WIRE_F_FIRST;
+		if (len > c->pay) {
+			dsm__put_le32(pl, (uint32_t)len);
+			take = c->pay - 4;
+			cur_copy(k, pl + 4, take);
+			s->len = (uint16_t)c->pay;
+			goto done;
+		}
+	}
+	take = len - off < c->pay ? len - off : c->pay;
+	cur_copy(k, pl, take);
+	s->len = (uint16_t)take;
+done:
+	off += take;
+	if (off == len)
+		s->flags |= DSM_WIRE_F_LAST;
+	s->state = S_QUEUED;
+	s->retx = 0;
+	p->snd_end++;
+	return off;
+}
+
+void dsm__frag_put(struct dsm__chan *c, struct peer *p, const struct iovec *iov, int iovcnt,
+		   size_t len)
+{
+	struct cur k = { iov, iovcnt, 0, 0 };
+	size_t off = 0;
+
+	do
+		off = frame(c, p, &k, len, off);
+	while (off < len);
+}
+
+int dsm__frag_queue(struct peer *p, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct pmsg *m = malloc(sizeof(*m) + len);
+	struct cur k = { iov, iovcnt, 0, 0 };
+
+	if (!m)
+		return DSM_ENOMEM;
+	m->next = NULL;
+	m->len = len;
+	m->off = 0;
+	cur_copy(&k, m->data, len);
+	if (p->pend_tail)
+		p->pend_tail->next = m;
+	else
+		p->pend_head = m;
+	p->pend_tail = m;
+	return 0;
+}
+
+void dsm__frag_refill(struct dsm__chan *c, struct peer *p)
+{
+	while (p->pend_head && p->snd_end - p->snd_una < WIN) {
+		struct pmsg *m = p->pend_head;
+		struct iovec v = { m->data + m->off, m->len - m->off };
+		struct cur k = { &v, 1, 0, 0 };
+		size_t off = m->off;
+
+		/* frame() counts off from the message start; the cursor starts
+		 * at the first unframed byte. */
+		while (p->snd_end - p->snd_una < WIN && (off < m->len || m->len == 0)) {
+			off = frame(c, p, &k, m->len, off);
+			if (m->len == 0)
+				break;
+		}
+		m->off = off;
+		if (off == m->len) {
+			p->pend_head = m->next;
+			if (!p->pend_head)
+				p->pend_tail = NULL;
+			free(m);
+		}
+	}
+}
+
+void dsm__frag_drop_pending(struct peer *p)
+{
+	struct pmsg *m = p->pend_head;
+
+	while (m) {
+		struct pmsg *n = m->next;
+		free(m);
+		m = n;
+	}
+	p->pend_head = p->pend_tail = NULL;
+}
+
+/* ---- reassembly ------------------------------------------------------- */
+
+void dsm__frag_deliver(struct dsm__chan *c, struct peer *p, uint32_t upto)
+{
+	while (p->dlv_nxt != upto) {
+		struct rxslot *r = &p->rx[p->dlv_nxt & WMASK];
+		const uint8_t *d = r->buf;
+		size_t n = r->len;
+
+		p->dlv_nxt++;
+		if (r->flags & DSM_WIRE_F_FIRST) {
+			p->skip_msg = false;
+			if (p->in_msg)
+				STAT(c, rx_malformed); /* previous message never ended */
+			p->in_msg = false;
+			if (r->flags & DSM_WIRE_F_LAST) {
+				STAT(c, msgs_delivered);
+				STATN(c, bytes_delivered, n);
+				c->cbs.deliver(c->cbs.arg, p->rank, d, n);
+				continue;
+			}
+			if (n < 4) {
+				p->skip_msg = true;
+				STAT(c, rx_malformed);
+				continue;
+			}
+			p->mexp = dsm__get_le32(d);
+			if (p->mexp > c->cfg.max_msg || p->mexp <= c->pay - 4) {
+				p->skip_msg = true;
+				STAT(c, rx_malformed);
+				continue;
+			}
+			if (p->mcap < p->mexp) {
+				uint8_t *nb = realloc(p->mbuf, p->mexp);
+
+				if (!nb) {
+					/* cannot hold it: the message is lost; say so */
+					DSM__ERR("peer %u: no memory for a %zu-byte message", p->rank, p->mexp);
+					p->skip_msg = true;
+					continue;
+				}
+				p->mbuf = nb;
+				p->mcap = p->mexp;
+			}
+			d += 4;
+			n -= 4;
+			p->mlen = 0;
+			p->in_msg = true;
+		} else if (!p->in_msg) {
+			if (!p->skip_msg)
+				STAT(c, rx_malformed);
+			p->skip_msg = true;
+			continue;
+		}
+		if (p->mlen + n > p->mexp) {
+			p->in_msg = false;
+			p->skip_msg = true;
+			STAT(c, rx_malformed);
+			continue;
+		}
+		memcpy(p->mbuf + p->mlen, d, n);
+		p->mlen += n;
+		if (r->flags & DSM_WIRE_F_LAST) {
+			p->in_msg = false;
+			if (p->mlen != p->mexp) {
+				STAT(c, rx_malformed);
+				continue;
+			}
+			STAT(c, msgs_delivered);
+			STATN(c, bytes_delivered, p->mlen);
+			c->cbs.deliver(c->cbs.arg, p->rank, p->mbuf, p->mlen);
+			if (p->mcap > (1u << 20)) {
+				/* do not keep a huge buffer for a rare large message */
+				free(p->mbuf);
+				p->mbuf = NULL;
+				p->mcap = 0;
+			}
+		}
+	}
+}
+
+void dsm__frag_rx_reset(struct dsm__chan *c, struct peer *p)
+{
+	(void)c;
+	p->in_msg = p->skip_msg = false;
+	p->mlen = p->mexp = 0;
+}
+
+void dsm__frag_rx_fini(struct dsm__chan *c, struct peer *p)
+{
+	(void)c;
+	free(p->mbuf);
+	p->mbuf = NULL;
+	p->mcap = 0;
+}

@@ -36,8 +36,9 @@
  * Order: never both at once. Neither is held while calling the inner
  * transport.
  *
- * Threads: send() from any thread; progress(), wait_prepare(),
- * next_deadline() on the network thread (the inner's contract).
+ * Threads: send() from any thread; progress() by one thread at a time,
+ * wait_prepare() and next_deadline() on the network thread (the inner's
+ * contract, see xport.h).
  */
 #include "xport.h"
 
@@ -615,7 +616,7 @@ static int64_t first_due(const struct fault *f)
 	return f->nheap ? f->slots[f->heap[0]].due : INT64_MAX;
 }
 
-/* Send every held datagram that is due. Network thread. */
+/* Send every held datagram that is due. From progress(). */
 static void flush_due(struct fault *f)
 {
 	int64_t now = dsm__now_ns();
@@ -652,7 +653,7 @@ static void tramp_cb(void *arg, const uint8_t *buf, size_t len)
 	t->cb(t->arg, buf, len);
 }
 
-/* Release due datagrams, then the inner's progress. Network thread. */
+/* Release due datagrams, then the inner's progress. One caller at a time. */
 static int fault_progress(struct dsm__xport *x, dsm__xport_rx_fn cb, void *arg, int max)
 {
 	struct fault *f = to_fault(x);

@@ -96,7 +96,8 @@ int dsm__fault_parse(const char *spec, struct dsm__fault_cfg *cfg, char *err, si
 /* Wrap inner with the fault shim; takes ownership of inner (destroyed with
  * the shim, also on failure). Faults are applied on send. Per directed link
  * the random stream depends only on (seed, src, dst), so the same seed
- * gives the same faults on each link. */
+ * gives the same faults on each link. A link naming a rank the job does
+ * not have (>= inner->nodes) is DSM_ECONFIG, logged with the rank. */
 int dsm__fault_create(struct dsm__xport *inner, const struct dsm__fault_cfg *cfg,
 		      struct dsm__xport **out);
 

@@ -121,6 +121,7 @@ struct stats {
 	atomic_uint_fast64_t retx_rto, retx_fast, retx_tlp;
 	atomic_uint_fast64_t rx_data, rx_dup, rx_ooo, rx_corrupt, rx_malformed;
 	atomic_uint_fast64_t rx_foreign, rx_stale, rx_window, peers_dead;
+	atomic_uint_fast64_t reasm_bytes, reasm_peak; /* written by the rx_lock holder */
 };
 
 struct dsm__chan {

@@ -425,6 +425,7 @@ void dsm__chan_stats(struct dsm__chan *c, struct dsm__chan_stats *o)
 	LD(retx_rto); LD(retx_fast); LD(retx_tlp);
 	LD(rx_data); LD(rx_dup); LD(rx_ooo); LD(rx_corrupt); LD(rx_malformed);
 	LD(rx_foreign); LD(rx_stale); LD(rx_window); LD(peers_dead);
+	LD(reasm_bytes); LD(reasm_peak);
 #undef LD
 	o->rtt_us_min = INT64_MAX;
 	o->rtt_us_max = 0;

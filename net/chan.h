@@ -113,6 +113,7 @@ struct dsm__chan_stats {
 	uint64_t rx_stale;                        /* old incarnation or a dead peer */
 	uint64_t rx_window;                       /* beyond the receive window */
 	uint64_t peers_dead;
+	uint64_t reasm_bytes, reasm_peak;         /* reassembly buffers held now, and the most ever (all peers) */
 	int64_t rtt_us_min, rtt_us_max;           /* smoothed RTT over live peers */
 };
 void dsm__chan_stats(struct dsm__chan *c, struct dsm__chan_stats *out);

@@ -163,6 +163,26 @@ void dsm__frag_drop_pending(struct peer *p)
 
 /* ---- reassembly ------------------------------------------------------- */
 
+/* The peer's reassembly buffer changed from old to now bytes: keep
+ * c->st.reasm_bytes (all peers) and its peak. rx_lock held (or no other
+ * thread); readers of the statistics may run at any time. */
+static void reasm_account(struct dsm__chan *c, size_t old, size_t now)
+{
+	uint_fast64_t cur, peak;
+
+	if (now < old) {
+		atomic_fetch_sub_explicit(&c->st.reasm_bytes, old - now, memory_order_relaxed);
+		return;
+	}
+	cur = atomic_fetch_add_explicit(&c->st.reasm_bytes, now - old, memory_order_relaxed) +
+	      (now - old);
+	peak = atomic_load_explicit(&c->st.reasm_peak, memory_order_relaxed);
+	while (cur > peak && !atomic_compare_exchange_weak_explicit(&c->st.reasm_peak, &peak, cur,
+								     memory_order_relaxed,
+								     memory_order_relaxed))
+		;
+}
+
 void dsm__frag_deliver(struct dsm__chan *c, struct peer *p, uint32_t upto)
 {
 	while (p->dlv_nxt != upto) {
@@ -203,6 +223,7 @@ void dsm__frag_deliver(struct dsm__chan *c, struct peer *p, uint32_t upto)
 					continue;
 				}
 				p->mbuf = nb;
+				reasm_account(c, p->mcap, p->mexp);
 				p->mcap = p->mexp;
 			}
 			d += 4;
@@ -235,6 +256,7 @@ void dsm__frag_deliver(struct dsm__chan *c, struct peer *p, uint32_t upto)
 			if (p->mcap > (1u << 20)) {
 				/* do not keep a huge buffer for a rare large message */
 				free(p->mbuf);
+				reasm_account(c, p->mcap, 0);
 				p->mbuf = NULL;
 				p->mcap = 0;
 			}
@@ -251,8 +273,8 @@ void dsm__frag_rx_reset(struct dsm__chan *c, struct peer *p)
 
 void dsm__frag_rx_fini(struct dsm__chan *c, struct peer *p)
 {
-	(void)c;
 	free(p->mbuf);
+	reasm_account(c, p->mcap, 0);
 	p->mbuf = NULL;
 	p->mcap = 0;
 }

@@ -110,8 +110,8 @@ struct peer {
 	/* protected by c->rx_lock (the receiving thread), not by lock */
 	struct rxslot rx[WIN];     /* contents; written under lock too */
 	uint32_t dlv_nxt;          /* next seq to hand to reassembly */
-	uint8_t *mbuf;             /* reassembly buffer, mcap bytes */
-	size_t mlen, mexp, mcap;   /* arrived, announced, allocated */
+	uint8_t *mbuf;             /* reassembly buffer, mcap bytes (frag.c) */
+	size_t mlen, mexp, mcap;   /* arrived, announced, allocated (grows with mlen) */
 	bool in_msg, skip_msg;
 };
 
@@ -250,7 +250,8 @@ void dsm__frag_drop_pending(struct peer *p);
 /* Reassemble and deliver what is in order, up to seq upto. rx_lock held,
  * no peer lock. */
 void dsm__frag_deliver(struct dsm__chan *c, struct peer *p, uint32_t upto);
-/* Forget a partly reassembled message. rx_lock (or no other thread). */
+/* Forget a partly reassembled message (and a buffer too big to keep).
+ * rx_lock (or no other thread). */
 void dsm__frag_rx_reset(struct dsm__chan *c, struct peer *p);
 /* Free the reassembly buffer. No other thread. */
 void dsm__frag_rx_fini(struct dsm__chan *c, struct peer *p);

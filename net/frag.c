@@ -16,6 +16,16 @@
  * breaks the framing is counted as malformed and skipped up to the next
  * FIRST. A one-datagram message is delivered straight from the ring.
  *
+ * Reassembly memory follows what has arrived, not what is announced (one
+ * datagram announcing max_msg bytes must not make us allocate max_msg): the
+ * buffer starts at REASM_MIN and doubles as fragments need it, never
+ * beyond the announced length, so per peer it is at most
+ * max(REASM_MIN, 2 x bytes arrived, REASM_KEEP) and at most max_msg, with
+ * a few reallocs per big message. A buffer of at most REASM_KEEP bytes is
+ * kept for the next message (no allocation per message in the common
+ * case); a larger one is freed when its message is delivered or
+ * abandoned, so a rare big message leaves nothing behind.
+ *
  * Threads and locks: framing and the pending list run on the sending
  * thread (any thread) with the peer lock held, or on the receiving or
  * timer thread when acks open the window, also under the peer lock.
@@ -26,6 +36,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "le.h"
+
+#define REASM_MIN (64u << 10) /* first buffer of a multi-datagram message */
+#define REASM_KEEP (1u << 20) /* larger buffers are not kept between messages */
 
 /* ---- framing ---------------------------------------------------------- */
 
@@ -183,6 +198,42 @@ static void reasm_account(struct dsm__chan *c, size_t old, size_t now)
 		;
 }
 
+/* Room for need bytes (need <= p->mexp) of the message being reassembled:
+ * double the buffer (from REASM_MIN) until it fits, capped at the
+ * announced length. false: no memory. rx_lock held. */
+static bool reasm_reserve(struct dsm__chan *c, struct peer *p, size_t need)
+{
+	size_t cap;
+	uint8_t *nb;
+
+	if (DSM__LIKELY(need <= p->mcap))
+		return true;
+	cap = p->mcap ? p->mcap : REASM_MIN;
+	while (cap < need)
+		cap *= 2;
+	if (cap > p->mexp)
+		cap = p->mexp;
+	nb = realloc(p->mbuf, cap);
+	if (!nb)
+		return false;
+	p->mbuf = nb;
+	reasm_account(c, p->mcap, cap);
+	p->mcap = cap;
+	return true;
+}
+
+/* The message in the buffer is done or abandoned: do not keep a huge
+ * buffer for a rare large message. rx_lock held (or no other thread). */
+static void reasm_trim(struct dsm__chan *c, struct peer *p)
+{
+	if (p->mcap > REASM_KEEP) {
+		free(p->mbuf);
+		reasm_account(c, p->mcap, 0);
+		p->mbuf = NULL;
+		p->mcap = 0;
+	}
+}
+
 void dsm__frag_deliver(struct dsm__chan *c, struct peer *p, uint32_t upto)
 {
 	while (p->dlv_nxt != upto) {
@@ -193,8 +244,10 @@ void dsm__frag_deliver(struct dsm__chan *c, struct peer *p, uint32_t upto)
 		p->dlv_nxt++;
 		if (r->flags & DSM_WIRE_F_FIRST) {
 			p->skip_msg = false;
-			if (p->in_msg)
+			if (p->in_msg) {
 				STAT(c, rx_malformed); /* previous message never ended */
+				reasm_trim(c, p);
+			}
 			p->in_msg = false;
 			if (r->flags & DSM_WIRE_F_LAST) {
 				STAT(c, msgs_delivered);
@@ -213,19 +266,6 @@ void dsm__frag_deliver(struct dsm__chan *c, struct peer *p, uint32_t upto)
 				STAT(c, rx_malformed);
 				continue;
 			}
-			if (p->mcap < p->mexp) {
-				uint8_t *nb = realloc(p->mbuf, p->mexp);
-
-				if (!nb) {
-					/* cannot hold it: the message is lost; say so */
-					DSM__ERR("peer %u: no memory for a %zu-byte message", p->rank, p->mexp);
-					p->skip_msg = true;
-					continue;
-				}
-				p->mbuf = nb;
-				reasm_account(c, p->mcap, p->mexp);
-				p->mcap = p->mexp;
-			}
 			d += 4;
 			n -= 4;
 			p->mlen = 0;
@@ -240,35 +280,40 @@ void dsm__frag_deliver(struct dsm__chan *c, struct peer *p, uint32_t upto)
 			p->in_msg = false;
 			p->skip_msg = true;
 			STAT(c, rx_malformed);
+			reasm_trim(c, p);
 			continue;
 		}
-		memcpy(p->mbuf + p->mlen, d, n);
+		if (!reasm_reserve(c, p, p->mlen + n)) {
+			/* cannot hold it: the message is lost; say so */
+			DSM__ERR("peer %u: no memory for a %zu-byte message", p->rank, p->mexp);
+			p->in_msg = false;
+			p->skip_msg = true;
+			reasm_trim(c, p);
+			continue;
+		}
+		if (n)
+			memcpy(p->mbuf + p->mlen, d, n);
 		p->mlen += n;
 		if (r->flags & DSM_WIRE_F_LAST) {
 			p->in_msg = false;
 			if (p->mlen != p->mexp) {
 				STAT(c, rx_malformed);
+				reasm_trim(c, p);
 				continue;
 			}
 			STAT(c, msgs_delivered);
 			STATN(c, bytes_delivered, p->mlen);
 			c->cbs.deliver(c->cbs.arg, p->rank, p->mbuf, p->mlen);
-			if (p->mcap > (1u << 20)) {
-				/* do not keep a huge buffer for a rare large message */
-				free(p->mbuf);
-				reasm_account(c, p->mcap, 0);
-				p->mbuf = NULL;
-				p->mcap = 0;
-			}
+			reasm_trim(c, p);
 		}
 	}
 }
 
 void dsm__frag_rx_reset(struct dsm__chan *c, struct peer *p)
 {
-	(void)c;
 	p->in_msg = p->skip_msg = false;
 	p->mlen = p->mexp = 0;
+	reasm_trim(c, p);
 }
 
 void dsm__frag_rx_fini(struct dsm__chan *c, struct peer *p)

@@ -18,6 +18,9 @@
  * that thread, with no peer lock held, in per-peer order.
  *
  * Tests may instead drive the channel by hand with dsm__chan_poll().
+ *
+ * Implementation: chan.c, fd.c, frag.c, loss.c, progress.c around one
+ * private header, chan-impl.h, which says which file holds what.
  */
 #ifndef DSM_NET_CHAN_H
 #define DSM_NET_CHAN_H
@@ -110,6 +113,7 @@ struct dsm__chan_stats {
 	uint64_t rx_stale;                        /* old incarnation or a dead peer */
 	uint64_t rx_window;                       /* beyond the receive window */
 	uint64_t peers_dead;
+	uint64_t reasm_bytes, reasm_peak;         /* reassembly buffers held now, and the most ever (all peers) */
 	int64_t rtt_us_min, rtt_us_max;           /* smoothed RTT over live peers */
 };
 void dsm__chan_stats(struct dsm__chan *c, struct dsm__chan_stats *out);

@@ -40,8 +40,10 @@
  * signals" below), so that a libdsm program dies of a foreign crash as it
  * would without libdsm.
  *
- * Threads: send() from any thread; progress(), wait_prepare(),
- * next_deadline() on the network thread only; create/destroy by the owner.
+ * Threads: send() from any thread; progress() by one thread at a time
+ * (the channel's receiving thread: the network thread or a caller waiting
+ * for a reply); wait_prepare() and next_deadline() on the network thread;
+ * create/destroy by the owner.
  */
 #include "xport.h"
 
@@ -97,7 +99,8 @@ struct fab {
 	size_t stride;     /* bytes per rx/tx buffer (>= mtu) */
 	int rx_posted;
 	uint8_t *rxbuf;    /* rx_posted * stride */
-	/* Buffers whose repost failed; retried by progress(). Network thread. */
+	/* Buffers whose repost failed; retried by progress(). Receiving
+	 * thread (wait_prepare() reads the count). */
 	uint8_t **unposted;
 	int nunposted;
 
@@ -141,7 +144,7 @@ static int fi_to_dsm(ssize_t r)
 	}
 }
 
-/* ---- receive side (network thread) ---------------------------------- */
+/* ---- receive side (the receiving thread) ----------------------------- */
 
 static bool is_rxbuf(const struct fab *f, const void *p)
 {
@@ -217,7 +220,7 @@ static void tx_drain_locked(struct fab *f)
 
 /*
  * Deliver up to max datagrams through cb, reposting each buffer right
- * after cb returns. Network thread. Returns the count, or a negative code
+ * after cb returns. One caller at a time. Returns the count, or a negative code
  * when the rx CQ fails before anything was delivered.
  */
 static int fab_progress(struct dsm__xport *x, dsm__xport_rx_fn cb, void *arg, int max)

@@ -36,8 +36,9 @@
  * Order: never both at once. Neither is held while calling the inner
  * transport.
  *
- * Threads: send() from any thread; progress(), wait_prepare(),
- * next_deadline() on the network thread (the inner's contract).
+ * Threads: send() from any thread; progress() by one thread at a time,
+ * wait_prepare() and next_deadline() on the network thread (the inner's
+ * contract, see xport.h).
  */
 #include "xport.h"
 
@@ -615,7 +616,7 @@ static int64_t first_due(const struct fault *f)
 	return f->nheap ? f->slots[f->heap[0]].due : INT64_MAX;
 }
 
-/* Send every held datagram that is due. Network thread. */
+/* Send every held datagram that is due. From progress(). */
 static void flush_due(struct fault *f)
 {
 	int64_t now = dsm__now_ns();
@@ -652,7 +653,7 @@ static void tramp_cb(void *arg, const uint8_t *buf, size_t len)
 	t->cb(t->arg, buf, len);
 }
 
-/* Release due datagrams, then the inner's progress. Network thread. */
+/* Release due datagrams, then the inner's progress. One caller at a time. */
 static int fault_progress(struct dsm__xport *x, dsm__xport_rx_fn cb, void *arg, int max)
 {
 	struct fault *f = to_fault(x);
@@ -728,6 +729,28 @@ static bool cfg_valid(const struct dsm__fault_cfg *c)
 	       c->nlinks >= 0 && c->nlinks <= (int)DSM__ARRAY_SIZE(c->links);
 }
 
+/* Every rank a link names must exist: link=9>7 on a 2-node job would
+ * otherwise be accepted and inject nothing. 0, or DSM_ECONFIG after
+ * logging the link and the rank. */
+static int check_links(const struct dsm__fault_cfg *c, unsigned nodes)
+{
+	for (int i = 0; i < c->nlinks; i++) {
+		int src = c->links[i].src, dst = c->links[i].dst;
+		int bad = src >= (int)nodes ? src : dst >= (int)nodes ? dst : -1;
+		char a[8], b[8];
+
+		if (bad < 0)
+			continue;
+		snprintf(a, sizeof(a), "%d", src);
+		snprintf(b, sizeof(b), "%d", dst);
+		DSM__ERR("DSM_FAULT: link=%s>%s names rank %d, but the job has %u node%s "
+			 "(ranks 0..%u)", src < 0 ? "*" : a, dst < 0 ? "*" : b, bad, nodes,
+			 nodes == 1 ? "" : "s", nodes ? nodes - 1 : 0);
+		return DSM_ECONFIG;
+	}
+	return 0;
+}
+
 /* The configuration as a DSM_FAULT value (without the seed). */
 static void summary(const struct dsm__fault_cfg *c, char *buf, size_t len)
 {
@@ -765,7 +788,8 @@ static void summary(const struct dsm__fault_cfg *c, char *buf, size_t len)
 /*
  * Wrap inner (see xport.h). Owns inner from the call on: destroys it on
  * failure. Prints one line with the configuration and the seed to stderr.
- * DSM_EINVAL (bad cfg), DSM_ENOMEM, DSM_ESYS.
+ * DSM_EINVAL (bad cfg), DSM_ECONFIG (a link names a rank beyond
+ * inner->nodes; logged), DSM_ENOMEM, DSM_ESYS.
  */
 int dsm__fault_create(struct dsm__xport *inner, const struct dsm__fault_cfg *cfg,
 		      struct dsm__xport **out)
@@ -781,6 +805,9 @@ int dsm__fault_create(struct dsm__xport *inner, const struct dsm__fault_cfg *cfg
 		ret = DSM_EINVAL;
 		goto fail_args;
 	}
+	ret = check_links(cfg, inner->nodes);
+	if (ret)
+		goto fail_args;
 	*out = NULL;
 	f = calloc(1, sizeof(*f));
 	if (!f) {

@@ -328,6 +328,7 @@ void dsm__net_print_stats(struct dsm__net *n, FILE *f)
 		 "dup_dropped=%llu corrupt_dropped=%llu malformed_dropped=%llu "
 		 "stale_dropped=%llu foreign_dropped=%llu window_dropped=%llu ooo=%llu "
 		 "acks_tx=%llu hellos_tx=%llu peers_dead=%llu rtt_us=%lld..%lld "
+		 "reasm_peak_bytes=%llu "
 		 "rpc_calls=%llu rpc_timeouts=%llu rpc_peer_dead=%llu "
 		 "fault_drop=%llu fault_dup=%llu fault_corrupt=%llu fault_reorder=%llu "
 		 "fault_delay=%llu\n",
@@ -346,6 +347,7 @@ void dsm__net_print_stats(struct dsm__net *n, FILE *f)
 		 (unsigned long long)s.chan.tx_ack, (unsigned long long)s.chan.tx_hello,
 		 (unsigned long long)s.chan.peers_dead,
 		 (long long)s.chan.rtt_us_min, (long long)s.chan.rtt_us_max,
+		 (unsigned long long)s.chan.reasm_peak,
 		 (unsigned long long)s.rpc.calls, (unsigned long long)s.rpc.timeouts,
 		 (unsigned long long)s.rpc.peer_dead,
 		 (unsigned long long)s.f_drop, (unsigned long long)s.f_dup,

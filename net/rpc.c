@@ -5,15 +5,19 @@
  * request id, one lock per peer), so a reply, a timeout or the death of a
  * peer finds them without any global lock.
  *
- * A synchronous caller spins briefly on its call, then sleeps on a futex;
- * the network thread decodes the reply straight into the caller's struct
+ * A synchronous caller spins briefly on its call (receiving what has
+ * arrived itself, dsm__chan_progress_try), then sleeps on a futex; the
+ * receiving thread decodes the reply straight into the caller's struct
  * (through the caller's struct dsm__rpc_reply when the reply has bytes
- * fields) and wakes it. Requests whose procedure is inline run on the
- * network thread; the others are copied into a job taken from a free list
- * and handed to the worker pool through a liburcu wfcqueue. Both the job
- * queue and the free list are wfcqueues: enqueue is wait-free; the free
- * list has one consumer (the network thread), the job queue several (the
- * workers, serialised by a mutex only among themselves, as liburcu asks).
+ * fields) and wakes it. The receiving thread is whichever holds the
+ * channel's receive lock: the network thread or a waiting caller, one at
+ * a time. Requests whose procedure is inline run on it; the others are
+ * copied into a job taken from a free list and handed to the worker pool
+ * through a liburcu wfcqueue. Both the job queue and the free list are
+ * wfcqueues: enqueue is wait-free; the free list has one consumer at a
+ * time (the receiving thread, serialised by the channel's receive lock),
+ * the job queue several (the workers, serialised by a mutex only among
+ * themselves, as liburcu asks).
  */
 #include "rpc.h"
 
@@ -458,7 +462,7 @@ void dsm__rpc_reply_release(struct dsm__rpc_reply *keep)
 	keep->len = 0;
 }
 
-/* A reply arrived (network thread). */
+/* A reply arrived (receiving thread). */
 static void on_reply(struct dsm__rpc *r, unsigned peer, uint16_t proc, int32_t status,
 		     uint64_t id, const uint8_t *body, size_t blen)
 {
@@ -678,7 +682,7 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* A message from the channel (network thread). */
+/* A message from the channel (receiving thread). */
 void dsm__rpc_on_message(void *arg, unsigned peer, const uint8_t *msg, size_t len)
 {
 	struct dsm__rpc *r = arg;
@@ -733,7 +737,7 @@ void dsm__rpc_on_message(void *arg, unsigned peer, const uint8_t *msg, size_t le
 		futex(&r->work_seq, FUTEX_WAKE_PRIVATE, 1, NULL);
 }
 
-/* Fail every call to peer with err (network thread or destroy). */
+/* Fail every call to peer with err (the thread firing the peer event, or destroy). */
 static void fail_peer(struct dsm__rpc *r, unsigned peer, int err, bool mark_dead)
 {
 	struct rpc_peer *rp = &r->peers[peer];

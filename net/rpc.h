@@ -9,10 +9,11 @@
  * (rpc_hdr below) then the body encoded by the generated encoder.
  *
  * Threads: calls may be made from any thread. Replies to synchronous calls
- * wake the caller; async callbacks run on the network thread and must not
- * block. Handlers run on the worker pool, or, for procedures declared
- * `inline` in the interface file, on the thread that receives: the network
- * thread or a caller waiting for its reply (they must not block).
+ * wake the caller; async callbacks run on the thread that receives the
+ * reply (or sees the failure) and must not block. Handlers run on the
+ * worker pool, or, for procedures declared `inline` in the interface file,
+ * on the thread that receives: the network thread or a caller waiting for
+ * its reply (they must not block).
  * Order: inline handlers see the messages of one peer in the order it sent
  * them; worker handlers may run concurrently and so out of that order.
  */
@@ -50,7 +51,7 @@ struct dsm__bytes {
 
 /* Flags of a procedure (from the interface file). */
 enum {
-	DSM__RPC_F_INLINE = 1 << 0, /* handler runs on the network thread */
+	DSM__RPC_F_INLINE = 1 << 0, /* handler runs on the receiving thread */
 	DSM__RPC_F_ONEWAY = 1 << 1, /* `msg`: no reply */
 };
 
@@ -100,7 +101,9 @@ struct dsm__rpc_proc {
 #define DSM__RPC_DEFERRED 1
 
 /* Async completion: status 0 and the decoded reply, or a negative code
- * and rep NULL. Runs on the network thread; rep is valid during the call. */
+ * and rep NULL. Runs on the receiving thread (the network thread or a
+ * caller waiting for its own reply) or, for a failure, on the thread that
+ * saw it; rep is valid during the call. */
 typedef void (*dsm__rpc_done_fn)(void *arg, int status, const void *rep);
 
 /* Register the procedures of one interface file. Ids must be unique. */

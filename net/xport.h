@@ -1,10 +1,15 @@
 /*
  * Datagram transports behind one ops table: the libfabric transport
  * (fabric.c) and the fault-injection shim (fault.c) that wraps another
- * transport. The reliable channel (chan.c) sees only this interface.
+ * transport. The reliable channel (chan.c and its files, see chan-impl.h)
+ * sees only this interface.
  *
- * Threads: send() may be called from any thread at once. progress(),
- * wait_prepare() and next_deadline() are called only by the network thread.
+ * Threads: send() may be called from any thread at once. progress() is
+ * called by one thread at a time, whichever holds the channel's receive
+ * lock: the network thread, or a thread waiting for a reply
+ * (dsm__chan_progress_try). wait_prepare() is called only by the network
+ * thread, possibly while another thread is inside progress();
+ * next_deadline() by the network thread (or a test polling by hand).
  */
 #ifndef DSM_NET_XPORT_H
 #define DSM_NET_XPORT_H
@@ -15,8 +20,8 @@
 
 struct dsm__xport;
 
-/* Called by progress() once per received datagram, on the network thread.
- * buf is valid only during the call. */
+/* Called by progress() once per received datagram, on the thread that
+ * called progress(). buf is valid only during the call. */
 typedef void (*dsm__xport_rx_fn)(void *arg, const uint8_t *buf, size_t len);
 
 struct dsm__xport_ops {
@@ -26,11 +31,11 @@ struct dsm__xport_ops {
 	 * later) or another negative code. Thread-safe. */
 	int (*send)(struct dsm__xport *x, unsigned dst, const uint8_t *buf, size_t len);
 	/* Deliver up to max received datagrams through cb; returns how many
-	 * (>= 0) or a negative code. Network thread only. */
+	 * (>= 0) or a negative code. One caller at a time (see above). */
 	int (*progress)(struct dsm__xport *x, dsm__xport_rx_fn cb, void *arg, int max);
 	/* Before blocking: returns 0 and *fd to poll for POLLIN when it is
 	 * safe to block, DSM_EAGAIN when progress() must be called first.
-	 * Network thread only. */
+	 * Network thread only (progress() may be running elsewhere). */
 	int (*wait_prepare)(struct dsm__xport *x, int *fd);
 	/* Earliest CLOCK_MONOTONIC time (ns) at which progress() must run even
 	 * if the fd stays quiet (e.g. delayed datagrams), INT64_MAX if none. */
@@ -91,7 +96,8 @@ int dsm__fault_parse(const char *spec, struct dsm__fault_cfg *cfg, char *err, si
 /* Wrap inner with the fault shim; takes ownership of inner (destroyed with
  * the shim, also on failure). Faults are applied on send. Per directed link
  * the random stream depends only on (seed, src, dst), so the same seed
- * gives the same faults on each link. */
+ * gives the same faults on each link. A link naming a rank the job does
+ * not have (>= inner->nodes) is DSM_ECONFIG, logged with the rank. */
 int dsm__fault_create(struct dsm__xport *inner, const struct dsm__fault_cfg *cfg,
 		      struct dsm__xport **out);
 

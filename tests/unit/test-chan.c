@@ -711,6 +711,119 @@ START_TEST(chan_four_nodes_all_to_all)
 }
 END_TEST
 
+/* ---- reassembly memory ------------------------------------------------- */
+
+#define PAY (MTU - DSM_WIRE_HDR_SIZE)
+#define REASM_SLACK (64u << 10) /* what a receiver may hold before much has arrived */
+
+/* A DATA datagram from node 0 to node 1 (incarnations of world_new) with
+ * seq, flags and a full payload; the FIRST one announces len. */
+static void inject_data(struct world *w, uint32_t seq, uint16_t flags, uint32_t len)
+{
+	struct dsm__wire_hdr h = { 0 };
+	uint8_t buf[MTU];
+	size_t n;
+
+	h.type = DSM_WIRE_DATA;
+	h.flags = flags;
+	h.cluster = 77;
+	h.src = 0;
+	h.dst = 1;
+	h.src_inc = 1000;
+	h.dst_inc = 1001;
+	h.seq = seq;
+	h.wnd = 64;
+	h.len = PAY;
+	fill(buf + DSM_WIRE_HDR_SIZE, PAY, seq);
+	if (flags & DSM_WIRE_F_FIRST)
+		dsm__put_le32(buf + DSM_WIRE_HDR_SIZE, len);
+	n = dsm__wire_encode(buf, &h);
+	enqueue(&w->net, 0, 1, buf, n, w->net.now);
+}
+
+START_TEST(chan_reassembly_grows_with_arrival)
+{
+	/* One datagram announcing a max_msg (64 MiB) message used to make
+	 * the receiver allocate all 64 MiB at once. Reassembly memory must
+	 * follow what has arrived: a small constant after the first
+	 * fragment, then at most about twice the bytes received. */
+	struct world *w = world_new(2, 0, 21);
+	struct dsm__chan_stats st;
+	uint64_t got;
+
+	world_connect(w);
+	inject_data(w, 0, DSM_WIRE_F_FIRST, 64u << 20);
+	world_step(w, 1000);
+	dsm__chan_stats(w->c[1], &st);
+	ck_assert_uint_eq(st.rx_data, 1);
+	ck_assert_uint_eq(st.rx_malformed, 0);
+	ck_assert_msg(st.reasm_peak <= REASM_SLACK,
+		      "one fragment of a 64 MiB message: %llu bytes of reassembly memory",
+		      (unsigned long long)st.reasm_peak);
+	got = PAY - 4;
+	for (uint32_t seq = 1; seq <= 300; seq++) {
+		inject_data(w, seq, 0, 0);
+		world_step(w, 1000);
+		got += PAY;
+		dsm__chan_stats(w->c[1], &st);
+		ck_assert_uint_eq(st.rx_data, seq + 1);
+		ck_assert_msg(st.reasm_bytes <= 2 * got + REASM_SLACK,
+			      "%llu bytes arrived, %llu held", (unsigned long long)got,
+			      (unsigned long long)st.reasm_bytes);
+	}
+	ck_assert_uint_eq(w->r[1]->n, 0);
+	world_free(w);
+}
+END_TEST
+
+START_TEST(chan_reassembly_big_message)
+{
+	/* A real 4 MiB message: memory grows with the fragments, never beyond
+	 * the message, and is given back after delivery (a rare big message
+	 * does not leave a huge buffer). A 512 KiB buffer is kept for the
+	 * next message, which then needs no more. */
+	enum { BIG = 4 << 20, MID = 512 << 10 };
+	struct world *w = world_new(2, 0, 22);
+	struct dsm__chan_stats st;
+	uint8_t *buf = malloc(BIG);
+	uint64_t held;
+
+	ck_assert_ptr_nonnull(buf);
+	world_connect(w);
+	fill(buf, BIG, 5);
+	ck_assert_int_eq(send_buf(w, 0, 1, buf, BIG), 0);
+	for (int i = 0; i < 100000 && w->r[1]->n < 1; i++) {
+		world_step(w, 10000);
+		dsm__chan_stats(w->c[1], &st);
+		ck_assert_msg(st.reasm_bytes <= 2 * st.rx_data * PAY + REASM_SLACK,
+			      "%llu datagrams arrived, %llu bytes held",
+			      (unsigned long long)st.rx_data, (unsigned long long)st.reasm_bytes);
+	}
+	ck_assert_uint_eq(w->r[1]->n, 1);
+	ck_assert_uint_eq(w->r[1]->m[0].len, BIG);
+	ck_assert(!memcmp(w->r[1]->m[0].data, buf, BIG));
+	dsm__chan_stats(w->c[1], &st);
+	ck_assert_uint_le(st.reasm_peak, BIG);
+	ck_assert_uint_eq(st.reasm_bytes, 0);
+
+	ck_assert_int_eq(send_buf(w, 0, 1, buf, MID), 0);
+	run_until_delivered(w, 1, 2, 1000000000);
+	ck_assert(!memcmp(w->r[1]->m[1].data, buf, MID));
+	dsm__chan_stats(w->c[1], &st);
+	held = st.reasm_bytes;
+	ck_assert_uint_gt(held, 0);
+	ck_assert_uint_le(held, MID);
+	fill(buf, MID, 6);
+	ck_assert_int_eq(send_buf(w, 0, 1, buf, MID), 0);
+	run_until_delivered(w, 1, 3, 1000000000);
+	ck_assert(!memcmp(w->r[1]->m[2].data, buf, MID));
+	dsm__chan_stats(w->c[1], &st);
+	ck_assert_uint_eq(st.reasm_bytes, held);
+	free(buf);
+	world_free(w);
+}
+END_TEST
+
 static Suite *chan_suite(void)
 {
 	Suite *s = suite_create("chan");
@@ -729,6 +842,8 @@ static Suite *chan_suite(void)
 	DSM_TEST_ADD(s, chan_clean_leave, 120);
 	DSM_TEST_ADD(s, chan_rejects_foreign, 120);
 	DSM_TEST_ADD(s, chan_four_nodes_all_to_all, 120);
+	DSM_TEST_ADD(s, chan_reassembly_grows_with_arrival, 120);
+	DSM_TEST_ADD(s, chan_reassembly_big_message, 120);
 	return s;
 }
 

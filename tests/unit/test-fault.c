@@ -3,7 +3,8 @@
  * rejection) and the shim's behaviour over a fake inner transport that
  * records what it is asked to send: drop, dup, corrupt, reorder, delay,
  * link targeting, determinism per seed and per link, the measured rates
- * over 100,000 datagrams, a full pool, and multi-threaded senders.
+ * over 100,000 datagrams, a full pool, links naming ranks the job does not
+ * have, and multi-threaded senders.
  */
 #include <check.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "xport.h"
@@ -700,6 +702,74 @@ START_TEST(fault_errors)
 }
 END_TEST
 
+/* Run dsm__fault_create on a fresh fake of nodes ranks with spec; returns
+ * its result, whether the fake was destroyed, and what was logged. */
+static int create_logged(const char *spec, unsigned nodes, int *destroyed, char *log,
+			 size_t loglen)
+{
+	struct dsm__fault_cfg cfg;
+	struct dsm__xport *x = NULL;
+	struct fake *fk;
+	char err[256] = "";
+	FILE *tmp = tmpfile();
+	int saved, r;
+	size_t n;
+
+	ck_assert_ptr_nonnull(tmp);
+	ck_assert_msg(dsm__fault_parse(spec, &cfg, err, sizeof(err)) == 0, "parse '%s': %s",
+		      spec, err);
+	fk = fake_new(nodes, 0, 1472);
+	*destroyed = 0;
+	fk->destroyed = destroyed;
+	fflush(stderr);
+	saved = dup(2);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_eq(dup2(fileno(tmp), 2), 2);
+	r = dsm__fault_create(&fk->x, &cfg, &x);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(tmp);
+	n = fread(log, 1, loglen - 1, tmp);
+	log[n] = '\0';
+	fclose(tmp);
+	if (r == 0)
+		x->ops->destroy(x);
+	return r;
+}
+
+START_TEST(fault_link_rank_must_exist)
+{
+	/* DSM_FAULT=link=9>7 on a 2-node job used to be accepted and inject
+	 * nothing: every link naming a rank >= nodes is now DSM_ECONFIG, the
+	 * inner transport is destroyed, and the log names the variable and
+	 * the rank. */
+	static const struct { const char *spec; const char *rank; } bad[] = {
+		{ "link=9>7", "rank 9" },
+		{ "drop=1,link=0>2", "rank 2" },
+		{ "link=2>*", "rank 2" },
+		{ "link=*>5", "rank 5" },
+		{ "drop=0.5,link=0>1;1>7", "rank 7" },
+	};
+	char log[1024];
+	int destroyed;
+
+	for (size_t i = 0; i < DSM__ARRAY_SIZE(bad); i++) {
+		ck_assert_msg(create_logged(bad[i].spec, 2, &destroyed, log, sizeof(log)) ==
+			      DSM_ECONFIG, "%s on 2 nodes was accepted", bad[i].spec);
+		ck_assert_int_eq(destroyed, 1);
+		ck_assert_msg(strstr(log, "DSM_FAULT") && strstr(log, bad[i].rank),
+			      "%s: log does not name DSM_FAULT and %s: '%s'", bad[i].spec,
+			      bad[i].rank, log);
+	}
+	/* Ranks that exist, and wildcards, are fine. */
+	ck_assert_int_eq(create_logged("drop=1,link=1>0;*>1;0>*", 2, &destroyed, log,
+				       sizeof(log)), 0);
+	ck_assert_int_eq(destroyed, 1);
+	ck_assert_int_eq(create_logged("link=9>7", 10, &destroyed, log, sizeof(log)), 0);
+}
+END_TEST
+
 struct thr {
 	struct dsm__xport *x;
 	uint32_t base;
@@ -763,6 +833,7 @@ static Suite *fault_suite(void)
 	DSM_TEST_ADD(s, fault_rates, 60);
 	DSM_TEST_ADD(s, fault_pool_full, 60);
 	DSM_TEST_ADD(s, fault_errors, 60);
+	DSM_TEST_ADD(s, fault_link_rank_must_exist, 60);
 	DSM_TEST_ADD(s, fault_threads, 60);
 	return s;
 }

@@ -222,12 +222,13 @@ static int batch_append(unsigned h, size_t idx, const uint8_t *diff, size_t len)
 /* Send the open batches, wait for every batch in flight, and settle them:
  * delivered ones go back to the pool; from a home's first failed batch on,
  * every batch to that home is kept for the next release (a home that died
- * is the exception: its diffs are dropped). Returns the first error. */
+ * is the exception: its diffs are dropped). Returns the error of the first
+ * batch kept, else DSM_EPEERDEAD if a home died, else 0. */
 static int batches_flush(void)
 {
 	struct batch *b, *n;
 	unsigned h;
-	int e = 0;
+	int e = 0, kept = 0;
 
 	for (h = 0; h < D->nodes; h++)
 		if (R.open[h]) {
@@ -245,6 +246,8 @@ static int batches_flush(void)
 			/* not deliverable: the writes died with their home */
 			batch_put(b);
 		} else if (b->status < 0 || R.failed[b->home]) {
+			if (b->status < 0 && !kept)
+				kept = b->status;
 			R.failed[b->home] = true;
 			b->next = NULL;
 			*R.retry_tail = b;
@@ -255,9 +258,12 @@ static int batches_flush(void)
 	}
 	R.flight = NULL;
 	R.flight_tail = &R.flight;
+	/* what is kept for the next release matters more than what died */
+	if (kept)
+		e = kept;
 	if (e)
 		DSM__WARN("diffs not delivered (%s)%s", dsm_strerror(e),
-			  R.retry ? ": kept for the next release" : "");
+			  kept ? ": kept for the next release" : "");
 	return e;
 }
 

@@ -88,7 +88,8 @@ struct bc_wait {
 
 /* Called with sync_mu held (dsm__wait_for): has the message of this
  * broadcast arrived from every other node that is not gone? (A node that
- * died declares nothing; the others go on without it.) */
+ * died, or that is in dsm_finalize, declares nothing more; the others go
+ * on without it.) */
 static bool bc_arrived(void *arg)
 {
 	struct bc_wait *bw = arg;
@@ -96,11 +97,9 @@ static bool bc_arrived(void *arg)
 	unsigned r;
 
 	for (r = 0; r < D->nodes; r++) {
-		if (r == D->rank || dsm__peer_gone(r))
-			continue;
 		for (b = BC.queue; b && !(b->seq == bw->seq && b->from == r); b = b->next)
 			;
-		if (!b)
+		if (!b && r != D->rank && !dsm__peer_gone(r) && !dsm__peer_leaving(r))
 			return false;
 	}
 	return true;
@@ -175,7 +174,8 @@ DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root)
 		}
 	}
 	if (!e && !me_root && !data)
-		e = dsm__peer_gone((unsigned)root) ? DSM_EPEERDEAD : DSM_EPROTO;
+		e = dsm__peer_gone((unsigned)root) || dsm__peer_leaving((unsigned)root)
+			    ? DSM_EPEERDEAD : DSM_EPROTO;
 	if (!e && !me_root) {
 		memcpy(buf, data->data, len);
 		e = dsm__acquire();

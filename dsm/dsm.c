@@ -49,6 +49,8 @@ static int register_handlers(struct dsm__rpc *r)
 		e = dsm_rpc_free_serve(r, dsm__h_free, NULL);
 	if (!e)
 		e = dsm_rpc_forget_serve(r, dsm__h_forget, NULL);
+	if (!e)
+		e = dsm_rpc_leaving_serve(r, dsm__h_leaving, NULL);
 	return e;
 }
 
@@ -87,6 +89,7 @@ static void teardown(struct dsm *d, size_t nparts)
 	pthread_cond_destroy(&d->sync_cv);
 	free((void *)d->dead);
 	free((void *)d->left);
+	free((void *)d->leaving);
 	free(d);
 }
 
@@ -173,7 +176,8 @@ DSM_EXPORT int dsm_init(const struct dsm_config *cfg)
 	pthread_cond_init(&d->sync_cv, NULL);
 	d->dead = calloc((d->nodes + 63) / 64, sizeof(*d->dead));
 	d->left = calloc((d->nodes + 63) / 64, sizeof(*d->left));
-	if (!d->dead || !d->left) {
+	d->leaving = calloc((d->nodes + 63) / 64, sizeof(*d->leaving));
+	if (!d->dead || !d->left || !d->leaving) {
 		e = DSM_ENOMEM;
 		goto fail;
 	}
@@ -246,6 +250,10 @@ DSM_EXPORT int dsm_finalize(void)
 	if (dsm__closed())
 		return DSM_ECLOSED;
 	e = dsm__release();
+	/* A node still waiting for a broadcast from us (its barrier saw our
+	 * finalize rounds, not the death that failed ours) must not wait for
+	 * us while we wait for it. */
+	dsm__leaving_announce();
 	e2 = dsm__barrier_rounds(true);
 	if (!e)
 		e = e2;

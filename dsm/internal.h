@@ -129,6 +129,7 @@ struct dsm {
 	 * broadcasts and local lock grants sleep on sync_cv */
 	_Atomic uint64_t *dead; /* bitmap: declared dead (or we were excluded) */
 	_Atomic uint64_t *left; /* bitmap: left cleanly (finalized) */
+	_Atomic uint64_t *leaving; /* bitmap: in dsm_finalize (membership.c) */
 	pthread_mutex_t sync_mu;
 	pthread_cond_t sync_cv;
 
@@ -235,6 +236,11 @@ bool dsm__peer_gone(unsigned r);
 bool dsm__any_dead(void);
 /* The net layer's peer events (callback). */
 void dsm__on_peer_event(void *arg, unsigned peer, int event);
+/* Node r said it is in dsm_finalize: it takes part in no more broadcasts. */
+bool dsm__peer_leaving(unsigned r);
+/* Tell every other node that this one is in dsm_finalize. */
+void dsm__leaving_announce(void);
+int dsm__h_leaving(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_leaving_msg *m);
 
 /* ---- homes (home.c) ------------------------------------------------------- */
 

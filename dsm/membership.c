@@ -4,7 +4,9 @@
  * cleanly, or we ourselves excluded); this file keeps them in two bitmaps
  * (D->dead, D->left) that every wait and every send consults, hands the
  * lock manager its part (locks held or awaited by the dead node), wakes
- * every waiter, and answers dsm_dead_ranks.
+ * every waiter, and answers dsm_dead_ranks. A third bitmap (D->leaving)
+ * holds the nodes that said they are in dsm_finalize (the leaving message):
+ * a broadcast does not wait for them.
  *
  * Threads: the events arrive on the network thread (or a thread receiving
  * for its reply); the bitmaps are read lock-free from any thread. A node
@@ -33,6 +35,29 @@ bool dsm__any_dead(void)
 static void mark_gone(_Atomic uint64_t *set, unsigned r)
 {
 	atomic_fetch_or(&set[r / 64], 1ull << (r % 64));
+}
+
+bool dsm__peer_leaving(unsigned r)
+{
+	return atomic_load(&D->leaving[r / 64]) & (1ull << (r % 64));
+}
+
+void dsm__leaving_announce(void)
+{
+	struct dsm_rpc_leaving_msg m = { 0 };
+	unsigned r;
+
+	for (r = 0; r < D->nodes; r++)
+		if (r != D->rank && !dsm__peer_gone(r))
+			(void)dsm_rpc_leaving_send(D->rpc, r, &m);
+}
+
+int dsm__h_leaving(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_leaving_msg *m)
+{
+	(void)m;
+	mark_gone(D->leaving, dsm__rpc_ctx_peer(ctx));
+	dsm__sync_wake();
+	return 0;
 }
 
 void dsm__on_peer_event(void *arg, unsigned peer, int event)

@@ -101,7 +101,8 @@ DSM_EXPORT int dsm_last_error(void);
  * visible to the others after. Every node calls it in the same order with
  * the same root and len. 0; DSM_EINVAL (bad root or len; or nodes called
  * it with different roots or lengths: then every node gets DSM_EINVAL and
- * nothing is copied); DSM_EPEERDEAD (a node died). */
+ * nothing is copied); DSM_EPEERDEAD (a node died, or the root is already
+ * in dsm_finalize). */
 DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root);
 
 /* Collective: returns when every node has called it. Call it from one

@@ -20,6 +20,8 @@
  *             manager keeps a record
  *   twins     after a release, twin memory beyond a small cache goes back
  *             to the system (VmRSS)
+ *   leaving   (N >= 2) node 0 finalizes while the others wait in a
+ *             broadcast from it: DSM_EPEERDEAD, not a hang
  * Each node prints what it checked; any mismatch ends it with status 1.
  */
 #include <errno.h>
@@ -437,10 +439,32 @@ static void scenario_twins(void)
 	CK(dsm_barrier());
 }
 
+/* Node 0 finalizes while the others wait for a broadcast from it (what a
+ * program does whose barrier failed on some nodes only): they get
+ * DSM_EPEERDEAD, not a hang (node 0's finalize waits for them). */
+static void scenario_leaving(void)
+{
+	int64_t x = 0;
+	int r;
+
+	need_nodes(2);
+	CK(dsm_barrier());
+	if (me == 0) {
+		r = dsm_finalize();
+		if (r)
+			die("dsm_finalize: %s", dsm_strerror(r));
+		printf("node 0: leaving: finalized while the others waited for its broadcast\n");
+		exit(0);
+	}
+	EXPECT(dsm_bcast(&x, sizeof(x), 0), DSM_EPEERDEAD);
+	printf("node %d: leaving: the broadcast from a finalizing root failed\n", me);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } scenarios[] = {
+	{ "leaving", scenario_leaving },
 	{ "diffs", scenario_diffs },
 	{ "news", scenario_news },
 	{ "ownnews", scenario_ownnews },

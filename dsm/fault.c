@@ -6,7 +6,12 @@
  *    dsm__home_present); a page homed elsewhere is fetched from its home and
  *    installed read-only, with the pages after it when this node reads in
  *    order (fetch-ahead, up to DSM_FETCH_AHEAD pages per request, at most
- *    what the fetch reply's bound in dsm.rpc holds: dsm__fetch_max_pages);
+ *    what the fetch reply's bound in dsm.rpc holds: dsm__fetch_max_pages,
+ *    and never past the allocation the faulting page belongs to: a reply
+ *    is installed by the faulting thread after the receiving thread may
+ *    already have run a forget of another allocation's pages, and a copy
+ *    installed after its page was forgotten would outlive the page's
+ *    reuse);
  *  - write fault: a page homed here becomes writable and dirty; a copy
  *    becomes writable after a twin is kept (twin.c); a page not present is
  *    fetched first.
@@ -160,8 +165,11 @@ static size_t fetch_ahead(size_t idx, unsigned h)
 	while (n < w && idx + n < D->npages) {
 		struct page_meta *m = &D->meta[idx + n];
 
+		/* same home, not here yet, same allocation: pages of another
+		 * one may be being freed, and a copy that arrives after this
+		 * node forgot them would outlive their reuse */
 		if (atomic_load_explicit(&m->home1, memory_order_relaxed) != h + 1 ||
-		    (atomic_load_explicit(&m->flags, memory_order_relaxed) & F_CACHED))
+		    (atomic_load_explicit(&m->flags, memory_order_relaxed) & (F_CACHED | F_XSTART)))
 			break;
 		n++;
 	}

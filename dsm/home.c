@@ -28,6 +28,8 @@ static void set_homes(uintptr_t start, size_t npages, int place, unsigned owner,
 {
 	size_t first = page_idx((void *)start), i;
 
+	if (first < D->npages)
+		atomic_fetch_or(&D->meta[first].flags, F_XSTART);
 	for (i = 0; i < npages && first + i < D->npages; i++) {
 		int h = small ? (int)owner : dsm__home_of(place, owner, D->nodes, npages, i);
 
@@ -170,9 +172,9 @@ int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 /* First touch of home pages that have never been read elsewhere: zeros,
  * writable, writes untracked (no reader to tell; h_fetch starts tracking
  * when one comes). The faulting page and up to HOME_AROUND - 1 following
- * pages of the same home that are not present either: a fault costs tens
- * of microseconds here, an install a few. 0 when page idx is served,
- * DSM_EAGAIN when it needs the general path. */
+ * pages of the same home and the same allocation that are not present
+ * either: a fault costs tens of microseconds here, an install a few. 0
+ * when page idx is served, DSM_EAGAIN when it needs the general path. */
 int dsm__home_fresh(size_t idx)
 {
 	size_t j;
@@ -182,7 +184,8 @@ int dsm__home_fresh(size_t idx)
 		struct page_meta *m = &D->meta[idx + j];
 		int e2 = DSM_EAGAIN;
 
-		if (j && atomic_load_explicit(&m->home1, memory_order_relaxed) != D->rank + 1)
+		if (j && (atomic_load_explicit(&m->home1, memory_order_relaxed) != D->rank + 1 ||
+			  (atomic_load_explicit(&m->flags, memory_order_relaxed) & F_XSTART)))
 			break;
 		pthread_mutex_lock(stripe_of(idx + j));
 		if (!m->readers &&

@@ -76,6 +76,11 @@ enum {
 	F_OTHERS = 1u << 2, /* another node writes it: drop the copy at acquire */
 	F_INLIST = 1u << 3, /* on the cached list */
 	F_DLIST = 1u << 4,  /* on the dirty list (release.c) */
+	F_XSTART = 1u << 5, /* first page of an allocation's extent (home.c):
+			     * looking ahead (fetch-ahead, fresh home pages)
+			     * stops here, so it never reaches into another
+			     * allocation, which may be freed and forgotten
+			     * meanwhile */
 };
 
 /* What a node knows of one page of the region. */

@@ -120,7 +120,7 @@ DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where)
 		last_error = DSM_ECLOSED;
 		return NULL;
 	}
-	if ((unsigned)where > DSM_PLACE_BLOCKED) {
+	if ((unsigned)where > DSM_PLACE_FIRST_TOUCH) {
 		last_error = DSM_EINVAL;
 		return NULL;
 	}
@@ -139,7 +139,28 @@ DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where)
 
 DSM_EXPORT void *dsm_malloc(size_t size)
 {
-	return dsm_malloc_placed(size, DSM_PLACE_LOCAL);
+	/* objects that share pages are always local */
+	return dsm_malloc_placed(size, size > DSM__ARENA_SMALL_MAX && !dsm__closed()
+					       ? (enum dsm_placement)D->placement
+					       : DSM_PLACE_LOCAL);
+}
+
+/* DSM_PLACEMENT: what dsm_malloc uses for allocations of whole pages. */
+int dsm__placement_from_env(int *out)
+{
+	static const char *const names[] = { "local", "interleave", "blocked", "first-touch" };
+	const char *v = dsm__env_str("DSM_PLACEMENT");
+
+	*out = DSM_PLACE_LOCAL;
+	if (!v)
+		return 0;
+	for (int i = 0; i < (int)DSM__ARRAY_SIZE(names); i++)
+		if (!strcmp(v, names[i])) {
+			*out = i;
+			return 0;
+		}
+	DSM__ERR("DSM_PLACEMENT: '%s' is not one of local, interleave, blocked, first-touch", v);
+	return DSM_ECONFIG;
 }
 
 DSM_EXPORT void *dsm_calloc(size_t n, size_t size)

@@ -60,6 +60,21 @@ struct span {
 	uint8_t state;             /* enum span_state */
 	uint8_t place;             /* enum dsm__place, SPAN_RUN only */
 	struct slab *slab;         /* SPAN_SLAB only */
+	struct touch *touch;       /* SPAN_RUN with DSM__PLACE_FIRST_TOUCH only */
+};
+
+/* The homes of a first-touch run: each page's home is the node that
+ * claimed it first (dsm__arena_claim), and per node its last claim, to
+ * grow the next claim of a node that goes on in order (nodes claiming in
+ * the same run at once do not reset each other's). */
+#define UNCLAIMED 0xFFFFu
+struct claim {
+	size_t end;                /* pages [end - len, end) */
+	size_t len;
+};
+struct touch {
+	struct claim *last;        /* [nodes] */
+	uint16_t home[];           /* per page: its home, or UNCLAIMED */
 };
 
 struct slab {
@@ -346,6 +361,13 @@ static void free_remove(struct dsm__arena *a, struct span *s)
 
 /* ---- page runs ---------------------------------------------------------- */
 
+static void touch_free(struct touch *t)
+{
+	if (t)
+		free(t->last);
+	free(t);
+}
+
 /* Take npages pages as a live span (state SPAN_RUN, placement LOCAL) or
  * return NULL (no free extent fits, or no memory for a record). */
 static struct span *run_take(struct dsm__arena *a, size_t npages)
@@ -373,6 +395,7 @@ static struct span *run_take(struct dsm__arena *a, size_t npages)
 	s->state = SPAN_RUN;
 	s->place = DSM__PLACE_LOCAL;
 	s->slab = NULL;
+	s->touch = NULL;
 	a->live = t_insert(a->live, s, false);
 	return s;
 }
@@ -383,6 +406,8 @@ static void run_retire(struct dsm__arena *a, struct span *s, struct dsm__arena_e
 {
 	s->state = SPAN_RETIRED;
 	s->slab = NULL;
+	touch_free(s->touch);
+	s->touch = NULL;
 	a->st.retired_pages += s->npages;
 	out->start = a->base + (s->start << a->page_shift);
 	out->npages = s->npages;
@@ -599,9 +624,12 @@ void dsm__arena_destroy(struct dsm__arena *a)
 
 	if (!a)
 		return;
-	for (struct span *s = a->head; s; s = s->next)
+	for (struct span *s = a->head; s; s = s->next) {
 		if (s->state == SPAN_SLAB)
 			free(s->slab);
+		else if (s->state == SPAN_RUN)
+			touch_free(s->touch);
+	}
 	for (c = a->chunks; c; c = n) {
 		n = c->next;
 		free(c);
@@ -651,7 +679,7 @@ int dsm__arena_alloc(struct dsm__arena *a, size_t size, int place, void **out)
 	int err = 0;
 
 	*out = NULL;
-	if (!size || place < DSM__PLACE_LOCAL || place > DSM__PLACE_BLOCKED) {
+	if (!size || place < DSM__PLACE_LOCAL || place > DSM__PLACE_FIRST_TOUCH) {
 		pthread_mutex_lock(&a->lock);
 		a->st.failed++;
 		pthread_mutex_unlock(&a->lock);
@@ -661,10 +689,27 @@ int dsm__arena_alloc(struct dsm__arena *a, size_t size, int place, void **out)
 	if (size <= DSM__ARENA_SMALL_MAX && place == DSM__PLACE_LOCAL) {
 		p = small_alloc(a, size);
 	} else if (size <= (a->npages << a->page_shift)) {
+		struct touch *t = NULL;
+
 		npages = (size + ((size_t)1 << a->page_shift) - 1) >> a->page_shift;
-		s = run_take(a, npages);
+		if (place == DSM__PLACE_FIRST_TOUCH) {
+			t = malloc(sizeof(*t) + npages * sizeof(t->home[0]));
+			if (t) {
+				t->last = calloc((size_t)a->region.nodes, sizeof(*t->last));
+				if (!t->last) {
+					free(t);
+					t = NULL;
+				}
+			}
+			if (t)
+				memset(t->home, 0xFF, npages * sizeof(t->home[0]));
+		}
+		s = place == DSM__PLACE_FIRST_TOUCH && !t ? NULL : run_take(a, npages);
+		if (!s)
+			touch_free(t);
 		if (s) {
 			s->place = (uint8_t)place;
+			s->touch = t;
 			a->st.large_pages += npages;
 			a->st.bytes_in_use += npages << a->page_shift;
 			p = (void *)(a->base + (s->start << a->page_shift));
@@ -709,6 +754,60 @@ int dsm__arena_free(struct dsm__arena *a, void *ptr, struct dsm__arena_extent *r
 	a->st.frees++;
 	pthread_mutex_unlock(&a->lock);
 	return 0;
+}
+
+int dsm__arena_claim(struct dsm__arena *a, const void *addr, int node, bool claim,
+		     struct dsm__arena_run *out)
+{
+	uintptr_t p = (uintptr_t)addr;
+	struct span *s;
+	struct touch *t;
+	size_t i, j, len;
+	int r = 0;
+
+	if (node < 0 || node >= a->region.nodes || node >= (int)UNCLAIMED)
+		return DSM_EINVAL;
+	if (p < a->base || p - a->base >= (a->npages << a->page_shift))
+		return DSM_EINVAL;
+	pthread_mutex_lock(&a->lock);
+	s = live_find(a, (p - a->base) >> a->page_shift);
+	if (!s || s->state != SPAN_RUN) {
+		r = DSM_ENOENT;
+		goto out;
+	}
+	t = s->touch;
+	if (!t) {
+		r = DSM_EINVAL;
+		goto out;
+	}
+	i = ((p - a->base) >> a->page_shift) - s->start;
+	if (t->home[i] != UNCLAIMED) {
+		/* claimed: the run of pages with the same home from here */
+		for (j = i + 1; j < s->npages && j - i < DSM__ARENA_CLAIM_SCAN &&
+				t->home[j] == t->home[i]; j++)
+			;
+		out->home = t->home[i];
+	} else if (!claim) {
+		r = DSM_ENOENT;
+		goto out;
+	} else {
+		/* a node that claims right after its last claim reads or
+		 * writes in order: give it twice as much, up to the limit */
+		struct claim *c = &t->last[node];
+
+		len = c->len && c->end == i ? DSM__MIN(2 * c->len, (size_t)DSM__ARENA_CLAIM_MAX)
+					    : DSM__ARENA_CLAIM_MIN;
+		for (j = i; j < s->npages && j - i < len && t->home[j] == UNCLAIMED; j++)
+			t->home[j] = (uint16_t)node;
+		c->end = j;
+		c->len = j - i;
+		out->home = node;
+	}
+	out->start = a->base + ((s->start + i) << a->page_shift);
+	out->npages = j - i;
+out:
+	pthread_mutex_unlock(&a->lock);
+	return r;
 }
 
 int dsm__arena_retire_empty(struct dsm__arena *a, struct dsm__arena_extent *retired)
@@ -876,7 +975,8 @@ static int check_locked(struct dsm__arena *a)
 			nlive++;
 			c.retired_pages += s->npages;
 		} else if (s->state == SPAN_RUN) {
-			CHECK(s->place <= DSM__PLACE_BLOCKED, "placement");
+			CHECK(s->place <= DSM__PLACE_FIRST_TOUCH &&
+			      !s->touch == (s->place != DSM__PLACE_FIRST_TOUCH), "placement");
 			nlive++;
 			c.large_pages += s->npages;
 			c.bytes_in_use += s->npages << a->page_shift;

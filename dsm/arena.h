@@ -45,7 +45,10 @@
  *   BLOCKED     the P pages split into N contiguous chunks in order, chunk
  *               k homed on node k; when N does not divide P the first
  *               P mod N chunks have one page more (sizes differ by at most
- *               one; with P < N, nodes P .. N-1 get none).
+ *               one; with P < N, nodes P .. N-1 get none);
+ *   FIRST_TOUCH not computable: each page's home is the node that first
+ *               touched it, which the owner records (dsm__arena_claim;
+ *               dsm__home_of says DSM_EINVAL).
  * A page is "live" if it belongs to a live page run or to a slab holding at
  * least one live object.
  *
@@ -62,6 +65,7 @@
 #ifndef DSM_DSM_ARENA_H
 #define DSM_DSM_ARENA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -81,7 +85,20 @@ enum dsm__place {
 	DSM__PLACE_LOCAL = 0,      /* on the allocating node */
 	DSM__PLACE_INTERLEAVE = 1, /* page i on node (owner + i) mod N */
 	DSM__PLACE_BLOCKED = 2,    /* N contiguous chunks, chunk k on node k */
+	DSM__PLACE_FIRST_TOUCH = 3, /* page by page, the node that touches it
+				     * first (dsm__arena_claim) */
 };
+
+/* First-touch claims: the first claim of a node takes this many pages
+ * (those not claimed yet), a claim right after the same node's previous
+ * one twice the previous, up to the maximum: a node that touches pages in
+ * order needs log2(CLAIM_MAX) + n / CLAIM_MAX round trips for n pages,
+ * one that touches every Nth page gets exactly those, and a claim runs
+ * past the pages a node goes on to touch by less than CLAIM_MAX. An answer
+ * about claimed pages describes at most CLAIM_SCAN pages of one home. */
+#define DSM__ARENA_CLAIM_MIN 1
+#define DSM__ARENA_CLAIM_MAX 64
+#define DSM__ARENA_CLAIM_SCAN 4096
 
 /* The region and its split into arenas. Filled by dsm__arena_region_init;
  * read-only afterwards, so it may be shared by all threads. */
@@ -174,6 +191,24 @@ int dsm__arena_free(struct dsm__arena *a, void *ptr, struct dsm__arena_extent *r
 /* The retired extent starting at start becomes free. 0, or DSM_EINVAL if
  * start is not the first page of a retired extent. Takes the arena lock. */
 int dsm__arena_reclaim(struct dsm__arena *a, uintptr_t start);
+
+/* Pages of one home in a first-touch run, from dsm__arena_claim. */
+struct dsm__arena_run {
+	uintptr_t start;  /* the page asked about */
+	size_t npages;    /* it and the following pages of the same home */
+	int home;
+};
+
+/* The home of the page at addr in a first-touch run. Claimed already: its
+ * home and the pages after it with the same home (at most CLAIM_SCAN).
+ * Not claimed yet: with claim, node claims it and the unclaimed pages
+ * after it (CLAIM_MIN, or twice node's previous claim when it ends right
+ * here, at most CLAIM_MAX) and they are returned; without, DSM_ENOENT.
+ * DSM_ENOENT also when addr is not in a live page run, DSM_EINVAL when it
+ * is in one of another placement (or outside the arena, or node is out
+ * of range). Takes the arena lock. */
+int dsm__arena_claim(struct dsm__arena *a, const void *addr, int node, bool claim,
+		     struct dsm__arena_run *out);
 
 /* Retire one kept empty slab (see dsm__arena_free), so its pages can be
  * reclaimed for a page run: 1 and *retired, or 0 when there is none. For

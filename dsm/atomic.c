@@ -66,7 +66,7 @@ static int do_atomic(int64_t *addr, uint32_t op, int64_t a, int64_t b, int64_t *
 	if (!addr || !in_region(addr) || ((uintptr_t)addr & 7))
 		return DSM_EINVAL;
 	idx = page_idx(addr);
-	h = dsm__page_home(idx);
+	h = dsm__page_home(idx, true);
 	if (h < 0)
 		return h == DSM_ENOENT ? DSM_EINVAL : h;
 	STAT_INC(atomics);

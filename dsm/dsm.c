@@ -169,6 +169,12 @@ DSM_EXPORT int dsm_init(const struct dsm_config *cfg)
 	d->stats_at_exit = ncfg.stats;
 	d->spin_us = ncfg.spin_us;
 	dsm__log_set_rank((int)d->rank);
+	e = dsm__placement_from_env(&d->placement);
+	if (e) {
+		dsm__net_cfg_fini(&ncfg);
+		free(d);
+		return e;
+	}
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&d->stripe[i], NULL);
 	pthread_mutex_init(&d->release_mu, NULL);

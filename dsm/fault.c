@@ -185,7 +185,7 @@ int dsm__cb_read_fault(void *arg, void *page)
 
 	(void)arg;
 	STAT_INC(read_faults);
-	h = dsm__page_home(idx);
+	h = dsm__page_home(idx, true);
 	if (h < 0)
 		return h;
 	if ((unsigned)h == D->rank) {
@@ -207,7 +207,7 @@ int dsm__cb_write_fault(void *arg, void *page, bool present)
 
 	(void)arg;
 	STAT_INC(write_faults);
-	h = dsm__page_home(idx);
+	h = dsm__page_home(idx, true);
 	if (h < 0)
 		return h;
 	if ((unsigned)h == D->rank) {

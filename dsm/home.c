@@ -39,11 +39,68 @@ static void set_homes(uintptr_t start, size_t npages, int place, unsigned owner,
 	}
 }
 
-/* Home of page idx, asking the arena's owner the first time. */
-int dsm__page_home(size_t idx)
+/* What the arena's owner (this node) says of addr, for node: the extent,
+ * and in a first-touch run the page's home and its run (claimed for node
+ * when claim and nobody touched it yet). */
+static void lookup(const void *addr, unsigned node, bool claim, struct dsm_rpc_home_of_rep *rp)
+{
+	struct dsm__arena_extent x;
+	struct dsm__arena_run run;
+	int e;
+
+	memset(rp, 0, sizeof(*rp));
+	e = dsm__arena_extent(D->arena, addr, &x);
+	if (!e && x.place == DSM__PLACE_FIRST_TOUCH) {
+		e = dsm__arena_claim(D->arena, addr, (int)node, claim, &run);
+		rp->home = (uint32_t)run.home;
+		rp->run_npages = run.npages;
+	}
+	if (e) {
+		rp->status = e;
+		return;
+	}
+	rp->start = x.start;
+	rp->npages = x.npages;
+	rp->place = (uint32_t)x.place;
+	rp->owner = (uint32_t)x.owner;
+	rp->small = (uint32_t)x.small;
+}
+
+/* Keep what the owner said of the page at addr in the pages' metadata. */
+static int learn(const void *addr, unsigned owner, const struct dsm_rpc_home_of_rep *rp)
+{
+	size_t first, i;
+
+	if (rp->status)
+		return rp->status < 0 && rp->status > DSM_ERRNO_MIN ? rp->status : DSM_EPROTO;
+	if (rp->owner != owner || rp->start < D->base || !in_region((void *)(uintptr_t)rp->start) ||
+	    rp->npages > D->npages - page_idx((void *)(uintptr_t)rp->start) ||
+	    rp->place > DSM__PLACE_FIRST_TOUCH || (uintptr_t)addr < rp->start ||
+	    page_idx(addr) - page_idx((void *)(uintptr_t)rp->start) >= rp->npages)
+		return DSM_EPROTO;
+	if (rp->place != DSM__PLACE_FIRST_TOUCH) {
+		set_homes(rp->start, rp->npages, rp->place, rp->owner, rp->small);
+		DSM__DEBUG("homes of %#" PRIx64 " + %" PRIu64 " pages (placement %u) from node %u",
+			   rp->start, rp->npages, rp->place, owner);
+		return 0;
+	}
+	first = page_idx(addr);
+	if (rp->home >= D->nodes || rp->run_npages < 1 ||
+	    rp->run_npages > rp->npages - (first - page_idx((void *)(uintptr_t)rp->start)))
+		return DSM_EPROTO;
+	atomic_fetch_or(&D->meta[page_idx((void *)(uintptr_t)rp->start)].flags, F_XSTART);
+	for (i = 0; i < rp->run_npages; i++)
+		atomic_store_explicit(&D->meta[first + i].home1, rp->home + 1, memory_order_release);
+	DSM__DEBUG("homes of %p + %" PRIu64 " pages: node %u (first touch)", addr, rp->run_npages,
+		   rp->home);
+	return 0;
+}
+
+int dsm__page_home(size_t idx, bool claim)
 {
 	uint32_t h1 = atomic_load_explicit(&D->meta[idx].home1, memory_order_acquire);
 	void *addr = page_addr(idx);
+	struct dsm_rpc_home_of_rep rp;
 	int owner, e;
 
 	if (h1)
@@ -52,30 +109,19 @@ int dsm__page_home(size_t idx)
 	if (owner < 0)
 		return DSM_EINVAL;
 	if ((unsigned)owner == D->rank) {
-		struct dsm__arena_extent x;
-
-		e = dsm__arena_extent(D->arena, addr, &x);
-		if (e)
-			return e;
-		set_homes(x.start, x.npages, x.place, x.owner, x.small);
+		lookup(addr, D->rank, claim, &rp);
 	} else {
-		struct dsm_rpc_home_of_req rq = { .addr = (uintptr_t)addr };
-		struct dsm_rpc_home_of_rep rp;
+		struct dsm_rpc_home_of_req rq = { .addr = (uintptr_t)addr, .claim = claim };
 
 		e = dsm_rpc_home_of(D->rpc, (unsigned)owner, &rq, &rp, -1);
 		if (e) {
 			dsm__fault_peer_set(owner);
 			return e;
 		}
-		if (rp.status)
-			return rp.status < 0 && rp.status > DSM_ERRNO_MIN ? rp.status : DSM_EPROTO;
-		if (rp.owner != (unsigned)owner || rp.start < D->base ||
-		    rp.npages > D->npages || rp.place > DSM__PLACE_BLOCKED)
-			return DSM_EPROTO;
-		set_homes(rp.start, rp.npages, rp.place, rp.owner, rp.small);
-		DSM__DEBUG("homes of %#" PRIx64 " + %" PRIu64 " pages (placement %u) from node %d",
-			   rp.start, rp.npages, rp.place, owner);
 	}
+	e = learn(addr, (unsigned)owner, &rp);
+	if (e)
+		return e;
 	h1 = atomic_load_explicit(&D->meta[idx].home1, memory_order_acquire);
 	return h1 ? (int)h1 - 1 : DSM_EPROTO;
 }
@@ -83,22 +129,20 @@ int dsm__page_home(size_t idx)
 int dsm__h_home_of(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_home_of_req *rq,
 		   struct dsm_rpc_home_of_rep *rp)
 {
-	struct dsm__arena_extent x;
-	int e;
-
-	(void)ctx;
-	memset(rp, 0, sizeof(*rp));
-	e = dsm__arena_extent(D->arena, (void *)(uintptr_t)rq->addr, &x);
-	if (e) {
-		rp->status = e;
-		return 0;
-	}
-	rp->start = x.start;
-	rp->npages = x.npages;
-	rp->place = (uint32_t)x.place;
-	rp->owner = (uint32_t)x.owner;
-	rp->small = (uint32_t)x.small;
+	lookup((void *)(uintptr_t)rq->addr, dsm__rpc_ctx_peer(ctx), rq->claim != 0, rp);
 	return 0;
+}
+
+DSM_EXPORT int dsm_home_of(const void *addr)
+{
+	int h;
+
+	if (dsm__closed())
+		return DSM_ECLOSED;
+	if (!addr || !in_region(addr))
+		return DSM_EINVAL;
+	h = dsm__page_home(page_idx(addr), false);
+	return h;
 }
 
 /* Make home page idx present (under its stripe). */

@@ -115,6 +115,7 @@ struct dsm {
 	struct dsm__pager *pg;
 	bool stats_at_exit;
 	int spin_us;
+	int placement;          /* DSM_PLACEMENT: dsm_malloc's (alloc.c) */
 
 	/* the shared region and its pages */
 	uintptr_t base;
@@ -249,8 +250,10 @@ int dsm__h_leaving(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_leaving_msg *m
 
 /* ---- homes (home.c) ------------------------------------------------------- */
 
-/* Home of page idx, asking the arena's owner the first time. */
-int dsm__page_home(size_t idx);
+/* Home of page idx, asking the arena's owner the first time; a page of a
+ * first-touch run nobody touched yet is claimed for this node when claim
+ * (else DSM_ENOENT). */
+int dsm__page_home(size_t idx, bool claim);
 /* Make home page idx present with access if it is not (under its stripe). */
 int dsm__home_present(size_t idx, int access);
 /* Make home page idx writable and dirty (under its stripe). */
@@ -364,6 +367,8 @@ int dsm__cached_enter(size_t idx, uint32_t fl, uint64_t epoch);
 
 /* ---- allocation (alloc.c) -------------------------------------------------- */
 
+/* DSM_PLACEMENT (enum dsm_placement). 0 or DSM_ECONFIG. */
+int dsm__placement_from_env(int *out);
 int dsm__h_free(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_free_req *rq,
 		struct dsm_rpc_free_rep *rp);
 int dsm__h_forget(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_forget_req *rq,

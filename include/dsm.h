@@ -59,6 +59,9 @@ enum dsm_placement {
 	DSM_PLACE_LOCAL = 0,      /* on the allocating node (small objects always) */
 	DSM_PLACE_INTERLEAVE = 1, /* page i on node (allocator + i) mod N */
 	DSM_PLACE_BLOCKED = 2,    /* N contiguous chunks in rank order */
+	DSM_PLACE_FIRST_TOUCH = 3, /* each page on the node that touches it
+				    * first (with a few pages after it, more
+				    * when that node goes on in order) */
 };
 
 /* Allocate size bytes of shared memory, 16-byte aligned (page aligned from
@@ -71,6 +74,9 @@ enum dsm_placement {
  * DSM_ENOMEM (larger than this node's arena, DSM_HEAP_SIZE / N),
  * DSM_ECLOSED. */
 DSM_EXPORT void *dsm_malloc(size_t size);
+/* dsm_malloc and dsm_calloc place allocations of more than 2 KiB as
+ * DSM_PLACEMENT says (local, interleave, blocked, first-touch; default
+ * local); smaller objects share pages and are always local. */
 DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where);
 /* Like dsm_malloc, zero-filled; NULL also when n * size overflows. */
 DSM_EXPORT void *dsm_calloc(size_t n, size_t size);
@@ -81,6 +87,12 @@ DSM_EXPORT void *dsm_calloc(size_t n, size_t size);
  * live allocation (double free, foreign or interior pointer) changes
  * nothing: it is reported on stderr and in dsm_last_error() (DSM_EINVAL). */
 DSM_EXPORT void dsm_free(void *p);
+
+/* The node that holds the master copy of the page at addr now (users
+ * split work by it). DSM_EINVAL: not shared memory; DSM_ENOENT: not in a
+ * live allocation, or a first-touch page nobody has touched yet. A page
+ * homed at a node that died still names that node. */
+DSM_EXPORT int dsm_home_of(const void *addr);
 
 /* The error of this thread's last failed dsm_malloc/calloc/free (0 if the
  * last one succeeded). */

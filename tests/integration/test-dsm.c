@@ -28,6 +28,10 @@
  *   freestress    threads of every node allocate (malloc, calloc), check,
  *                 fill and free each other's objects for TEST_DSM_SECONDS:
  *                 contents intact, calloc'd memory zero
+ *   firsttouch    DSM_PLACE_FIRST_TOUCH and dsm_home_of: untouched pages
+ *                 have no home; every Nth page touched by node i mod N is
+ *                 homed there; blocks written each by its node are homed
+ *                 there (past a neighbour's claim run) without diffs
  *   misuse        re-locking a held lock, unlocking another thread's or a
  *                 free lock, broadcasts whose roots or lengths differ
  *                 between nodes: the exact error on every node, no hang;
@@ -1593,7 +1597,83 @@ static void scenario_misuse(void)
 	misuse_fork();
 }
 
-/* ---- 12. finalize ------------------------------------------------------------- */
+/* ---- 11. firsttouch ------------------------------------------------------- */
+
+/* DSM_PLACE_FIRST_TOUCH and dsm_home_of: nobody's page before anyone
+ * touched it; every Nth page touched by node i mod N is homed exactly
+ * there; blocks written concurrently each by their node are homed at it
+ * beyond the run a neighbour may have claimed past its own block (at most
+ * 64 pages), and writing them sends (almost) no diffs; contents exact. */
+#define FT_RUN_MAX 64 /* DSM__ARENA_CLAIM_MAX */
+
+static void scenario_firsttouch(void)
+{
+	size_t np = 16 * (size_t)nodes, blk = 4 * FT_RUN_MAX, i;
+	uint8_t *a = NULL, *b = NULL;
+	struct dsm_stats s0, s1;
+	int h;
+
+	if (me == 0) {
+		a = dsm_malloc_placed(np * pg, DSM_PLACE_FIRST_TOUCH);
+		b = dsm_malloc_placed(blk * nodes * pg, DSM_PLACE_FIRST_TOUCH);
+		REQUIRE(a && b, "dsm_malloc_placed(FIRST_TOUCH): %s",
+			dsm_strerror(dsm_last_error()));
+		defer_free(a);
+		defer_free(b);
+	}
+	CK(dsm_bcast(&a, sizeof a, 0));
+	CK(dsm_bcast(&b, sizeof b, 0));
+	h = dsm_home_of(a + pg);
+	REQUIRE(h == DSM_ENOENT, "dsm_home_of an untouched first-touch page: %d (%s)", h,
+		dsm_strerror(h));
+	REQUIRE(dsm_home_of(&h) == DSM_EINVAL, "dsm_home_of a stack address: not DSM_EINVAL");
+	barrier();
+	/* every Nth page */
+	for (i = (size_t)me; i < np; i += (size_t)nodes)
+		a[i * pg + 7] = (uint8_t)(i + 1);
+	barrier();
+	for (i = 0; i < np; i++) {
+		h = dsm_home_of(a + i * pg);
+		if (h != (int)(i % (size_t)nodes))
+			bad("home of an every-Nth page", i, a + i * pg, i % (size_t)nodes,
+			    (uint64_t)h, (int)(i % (size_t)nodes));
+		if (a[i * pg + 7] != (uint8_t)(i + 1))
+			bad("every-Nth page", i, a + i * pg + 7, (uint8_t)(i + 1), a[i * pg + 7],
+			    (int)(i % (size_t)nodes));
+	}
+	check_done("first touch of every Nth page");
+	/* blocks, written concurrently, each by its node, in order */
+	CK(dsm_stats(&s0));
+	for (i = 0; i < blk * pg; i += 8)
+		*(uint64_t *)(b + (size_t)me * blk * pg + i) = mix3(30, me, i);
+	barrier();
+	CK(dsm_stats(&s1));
+	REQUIRE(s1.diffs_sent - s0.diffs_sent <= FT_RUN_MAX,
+		"writing its own first-touch block sent %" PRIu64 " diffs", s1.diffs_sent - s0.diffs_sent);
+	for (int r = 0; r < nodes; r++)
+		for (i = 0; i < blk; i++) {
+			uint8_t *p = b + ((size_t)r * blk + i) * pg;
+
+			if (i >= FT_RUN_MAX && (h = dsm_home_of(p)) != r)
+				bad("home of a block's page", i, p, (uint64_t)r, (uint64_t)h, r);
+			for (size_t j = 0; j < pg; j += 8)
+				if (*(uint64_t *)(p + j) != mix3(30, r, i * pg + j))
+					bad("block contents", i * pg + j, p + j, mix3(30, r, i * pg + j),
+					    *(uint64_t *)(p + j), r);
+		}
+	check_done("first-touch blocks");
+	/* other placements: homes from the start, whoever asks */
+	{
+		uint8_t *c = shared_alloc((size_t)nodes * pg, DSM_PLACE_BLOCKED, nodes - 1, false);
+
+		for (int r = 0; r < nodes; r++)
+			REQUIRE((h = dsm_home_of(c + (size_t)r * pg)) == r,
+				"dsm_home_of page %d of a BLOCKED array: %d", r, h);
+		REQUIRE((h = dsm_home_of(c + 100)) == 0, "dsm_home_of inside page 0: %d", h);
+	}
+}
+
+/* ---- 13. finalize ------------------------------------------------------------- */
 
 static void print_stats(void);
 
@@ -1677,6 +1757,7 @@ static const struct {
 	{ "bcast", scenario_bcast },
 	{ "freestress", scenario_freestress },
 	{ "misuse", scenario_misuse },
+	{ "firsttouch", scenario_firsttouch },
 	{ "finalize", NULL },   /* ends the program: must come last */
 };
 #define N_SCENARIOS (int)(sizeof scenarios / sizeof scenarios[0])

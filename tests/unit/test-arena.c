@@ -483,6 +483,63 @@ START_TEST(arena_retire)
 }
 END_TEST
 
+/* ---- first touch ---------------------------------------------------------- */
+
+/* dsm__arena_claim: the first toucher gets the page (and more pages when it
+ * goes on in order); others learn the run of one home; no claim without
+ * asking for one; other placements are not claimed. */
+START_TEST(arena_first_touch)
+{
+	struct dsm__arena_region r;
+	struct dsm__arena *a = make_arena(&r, 4096 * PAGE, 4, 2);
+	struct dsm__arena_extent x;
+	struct dsm__arena_run run;
+	uint8_t *p = xalloc(a, 1000 * PAGE, DSM__PLACE_FIRST_TOUCH), *q;
+	size_t want = DSM__ARENA_CLAIM_MIN, at = 0;
+
+	ck_assert_int_eq(dsm__arena_extent(a, p, &x), 0);
+	ck_assert_int_eq(x.place, DSM__PLACE_FIRST_TOUCH);
+	ck_assert_int_eq(dsm__arena_claim(a, p, 1, false, &run), DSM_ENOENT);
+	/* node 1 in order: 1, 2, 4, ... up to CLAIM_MAX pages a claim */
+	while (at < 300) {
+		ck_assert_int_eq(dsm__arena_claim(a, p + at * PAGE, 1, true, &run), 0);
+		ck_assert_int_eq(run.home, 1);
+		ck_assert_uint_eq(run.start, (uintptr_t)(p + at * PAGE));
+		ck_assert_uint_eq(run.npages, want);
+		at += run.npages;
+		want = DSM__MIN(2 * want, (size_t)DSM__ARENA_CLAIM_MAX);
+	}
+	/* node 3 claims further on; node 1's next claim stops at it */
+	ck_assert_int_eq(dsm__arena_claim(a, p + (at + 3) * PAGE, 3, true, &run), 0);
+	ck_assert_int_eq(run.home, 3);
+	ck_assert_uint_eq(run.npages, DSM__ARENA_CLAIM_MIN);
+	ck_assert_int_eq(dsm__arena_claim(a, p + at * PAGE, 1, true, &run), 0);
+	ck_assert_uint_eq(run.npages, 3);
+	/* what others learn: the run of one home from the page asked */
+	ck_assert_int_eq(dsm__arena_claim(a, p + 5 * PAGE, 0, true, &run), 0);
+	ck_assert_int_eq(run.home, 1);
+	ck_assert_uint_eq(run.npages, at + 3 - 5);
+	ck_assert_int_eq(dsm__arena_claim(a, p + (at + 3) * PAGE, 0, false, &run), 0);
+	ck_assert_int_eq(run.home, 3);
+	/* every 4th page by node i mod 4: exactly those */
+	for (size_t i = 600; i < 700; i++) {
+		ck_assert_int_eq(dsm__arena_claim(a, p + i * PAGE, (int)(i % 4), true, &run), 0);
+		ck_assert_int_eq(run.home, (int)(i % 4));
+		ck_assert_uint_eq(run.npages, 1);
+	}
+	/* bad calls */
+	q = xalloc(a, 4 * PAGE, DSM__PLACE_BLOCKED);
+	ck_assert_int_eq(dsm__arena_claim(a, q, 0, true, &run), DSM_EINVAL);
+	ck_assert_int_eq(dsm__arena_claim(a, p, 4, true, &run), DSM_EINVAL);
+	ck_assert_int_eq(dsm__arena_check(a), 0);
+	ck_assert_int_eq(afree(a, p), 0);
+	ck_assert_int_eq(dsm__arena_claim(a, p, 0, true, &run), DSM_ENOENT);
+	ck_assert_int_eq(afree(a, q), 0);
+	ck_assert_int_eq(dsm__arena_check(a), 0);
+	dsm__arena_destroy(a);
+}
+END_TEST
+
 /* ---- reuse and coalescing ----------------------------------------------- */
 
 START_TEST(arena_free_reuse)
@@ -587,7 +644,7 @@ START_TEST(arena_zero_and_too_big)
 	p = (void *)1;
 	ck_assert_int_eq(dsm__arena_alloc(a, 0, DSM__PLACE_BLOCKED, &p), DSM_EINVAL);
 	ck_assert_ptr_null(p);
-	ck_assert_int_eq(dsm__arena_alloc(a, 10, 3, &p), DSM_EINVAL);
+	ck_assert_int_eq(dsm__arena_alloc(a, 10, 4, &p), DSM_EINVAL);
 	ck_assert_int_eq(dsm__arena_alloc(a, 10, -1, &p), DSM_EINVAL);
 	ck_assert_int_eq(dsm__arena_alloc(a, r.arena_size + 1, 0, &p), DSM_ENOMEM);
 	ck_assert_ptr_null(p);
@@ -997,6 +1054,7 @@ int main(void)
 	ADD_CASE(s, arena_random_no_overlap, 2);
 	ADD_CASE(s, arena_free_reuse, 1);
 	ADD_CASE(s, arena_retire, 1);
+	ADD_CASE(s, arena_first_touch, 1);
 	ADD_CASE(s, arena_coalesce, 1);
 	ADD_CASE(s, arena_zero_and_too_big, 1);
 	ADD_CASE(s, arena_bad_free, 1);

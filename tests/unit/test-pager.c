@@ -655,7 +655,11 @@ static void no_core(void)
 	struct rlimit rl = { 0, 0 };
 
 	setrlimit(RLIMIT_CORE, &rl);
-	alarm(10); /* a hang is a failure (SIGALRM), not a stuck test */
+	/* a hang is a failure (the child dies of SIGALRM), not a stuck test;
+	 * the default action, not Check's inherited timeout handler (which
+	 * kills the whole test's process group) */
+	signal(SIGALRM, SIG_DFL);
+	alarm(10);
 }
 
 /* Did the child die of SIGSEGV? Under AddressSanitizer its SEGV handler

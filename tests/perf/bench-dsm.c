@@ -25,6 +25,19 @@
  *     most 64 unacked, the sender blocks in recv() when the window is full,
  *     no retransmission, receiver's goodput (the reference of bench-net's
  *     stream_1MiB).
+ *   - bulk_read: 2 nodes; rank 0 allocates an array of the same size (LOCAL)
+ *     and writes it; rank 1 reads it in BULK_CHUNK (64 KiB) chunks taken in
+ *     a random order (a permutation from the seed), each chunk's words in
+ *     address order, summing and checking each; MB/s. ref: the raw UDP
+ *     stream of seq_remote_read (the same bytes, measured once per repeat
+ *     and used by all three bulk figures).
+ *   - bulk_write_release: 2 nodes; rank 0 allocates an array of the same
+ *     size (LOCAL) and writes it; after a barrier rank 1 overwrites every
+ *     8-byte word of it (so every page), in address order, then calls
+ *     dsm_barrier (the release that delivers its writes to the home); MB/s
+ *     of the array over rank 1's time from the first store to the return
+ *     of that barrier (the note gives the stores' and the release's share).
+ *     Rank 0 checks every word after the barrier. ref: the same raw stream.
  *   - lock_rtt: 2 nodes; rank 1 takes and releases LOCK_ID (managed by
  *     rank 0: LOCK_ID % 2 == 0) in a loop, each dsm_lock + dsm_unlock pair
  *     timed alone; median microseconds. ref: raw UDP 32 B request/response
@@ -39,7 +52,7 @@
  * reports over a pipe), and runs the library's side as dsmrun jobs of this
  * same program, `dsmrun -n N -t S -- /proc/self/exe --node NAME ...`,
  * dsmrun's path compiled in (BENCH_DSMRUN; the DSMRUN variable overrides
- * it). One job of 2 nodes per repeat ("pair": the four 2-node measurements
+ * it). One job of 2 nodes per repeat ("pair": the six 2-node measurements
  * in one session) and one of 4 nodes ("barrier"). Nodes print their
  * results on stdout as "@bench-dsm KEY VALUE" lines, which dsmrun prefixes
  * with "[RANK] "; the parent collects those and passes every other line to
@@ -84,6 +97,7 @@
 #define RAW_WARM_4K 200u     /* raw 32 B -> 4 KiB round trips not recorded */
 #define LOCK_ID 42u          /* managed by rank 0 of 2 */
 #define MSG_BYTES (1u << 20) /* raw stream: message granularity */
+#define BULK_CHUNK (64u << 10) /* bulk_read: the unit of its random order */
 #define TAG "@bench-dsm "
 #define MAXREP 99
 #define MAXKV 64
@@ -370,6 +384,109 @@ static void node_seq_read(const struct params *P)
 		dsm_free(p);
 }
 
+/* bulk_read: see the top of the file. */
+static void node_bulk_read(const struct params *P, unsigned seed)
+{
+	size_t words = P->seq_bytes / 8, chunks = P->seq_bytes / BULK_CHUNK;
+	size_t cw = BULK_CHUNK / 8;
+	uint64_t *p = node_alloc_local(P->seq_bytes);
+
+	if (node_rank == 0)
+		for (size_t i = 0; i < words; i++)
+			p[i] = i * SEQ_MUL;
+	node_publish((void **)&p);
+	if (node_rank == 1) {
+		const uint64_t *w = p;
+		uint32_t *order = malloc(sizeof(*order) * chunks);
+		uint64_t rs = 0xb5ad4eceda1ce2a9ull ^ ((uint64_t)seed * 0x100000001b3ull);
+		struct dsm_stats a, b;
+		uint64_t sum = 0, bad = 0, want = 0;
+		int64_t t0, t1;
+
+		if (!order)
+			die("out of memory");
+		for (uint32_t i = 0; i < chunks; i++)
+			order[i] = i;
+		for (size_t i = chunks - 1; i > 0; i--) {
+			size_t j = (size_t)(rnd(&rs) % (i + 1));
+			uint32_t t = order[i];
+
+			order[i] = order[j];
+			order[j] = t;
+		}
+		node_stats(&a);
+		t0 = now_ns();
+		for (size_t c = 0; c < chunks; c++) {
+			size_t i0 = (size_t)order[c] * cw;
+
+			for (size_t i = i0; i < i0 + cw; i++) {
+				sum += w[i];
+				bad += w[i] != i * SEQ_MUL;
+			}
+		}
+		t1 = now_ns();
+		node_stats(&b);
+		for (size_t i = 0; i < chunks * cw; i++)
+			want += i * SEQ_MUL;
+		if (bad || sum != want)
+			die("bulk read: %" PRIu64 " of %zu words wrong", bad, words);
+		put("bulkr_read_faults", (double)(b.read_faults - a.read_faults));
+		put("bulkr_pages_fetched", (double)(b.pages_fetched - a.pages_fetched));
+		put("bulkr_prefetched", (double)(b.prefetched - a.prefetched));
+		put("bulkr_retx", (double)(b.retransmits - a.retransmits));
+		put("bulkr_mbps", (double)(chunks * BULK_CHUNK) / 1e6 / ((double)(t1 - t0) / 1e9));
+		free(order);
+	}
+	node_barrier();
+	if (node_rank == 0)
+		dsm_free(p);
+}
+
+/* bulk_write_release: see the top of the file. */
+static void node_bulk_write(const struct params *P)
+{
+	size_t words = P->seq_bytes / 8;
+	uint64_t *p = node_alloc_local(P->seq_bytes);
+
+	if (node_rank == 0)
+		for (size_t i = 0; i < words; i++)
+			p[i] = i * SEQ_MUL;
+	node_publish((void **)&p);
+	if (node_rank == 1) {
+		struct dsm_stats a, b;
+		int64_t t0, t1, t2;
+
+		node_stats(&a);
+		t0 = now_ns();
+		for (size_t i = 0; i < words; i++)
+			p[i] = ~(i * SEQ_MUL);
+		t1 = now_ns();
+		node_barrier();
+		t2 = now_ns();
+		node_stats(&b);
+		put("bulkw_read_faults", (double)(b.read_faults - a.read_faults));
+		put("bulkw_write_faults", (double)(b.write_faults - a.write_faults));
+		put("bulkw_pages_fetched", (double)(b.pages_fetched - a.pages_fetched));
+		put("bulkw_diffs", (double)(b.diffs_sent - a.diffs_sent));
+		put("bulkw_diff_mb", (double)(b.diff_bytes - a.diff_bytes) / 1e6);
+		put("bulkw_retx", (double)(b.retransmits - a.retransmits));
+		put("bulkw_store_ms", (double)(t1 - t0) / 1e6);
+		put("bulkw_release_ms", (double)(t2 - t1) / 1e6);
+		put("bulkw_mbps", (double)P->seq_bytes / 1e6 / ((double)(t2 - t0) / 1e9));
+	} else {
+		uint64_t bad = 0;
+
+		node_barrier();
+		for (size_t i = 0; i < words; i++)
+			bad += p[i] != ~(i * SEQ_MUL);
+		if (bad)
+			die("bulk write: %" PRIu64 " of %zu words not delivered", bad, words);
+	}
+	node_barrier();
+	if (node_rank == 0)
+		dsm_free(p);
+}
+
 /* lock_rtt: see the top of the file. */
 static void node_lock(const struct params *P)
 {
@@ -445,6 +562,8 @@ static int node_main(const struct params *P, const char *name, unsigned seed)
 	if (want == 2) {
 		node_remote_read(P, seed);
 		node_seq_read(P);
+		node_bulk_read(P, seed);
+		node_bulk_write(P);
 		node_lock(P);
 		node_barriers(P->bar_warm, P->bar_iters);
 	} else {
@@ -737,11 +856,16 @@ struct reps {
 	double raw_stream[MAXREP];
 	double fault[2][MAXREP];                     /* us */
 	double seq[MAXREP], lock[MAXREP], lock99[MAXREP];
+	double bulk_r[MAXREP], bulk_w[MAXREP];
+	double bulk_w_store[MAXREP], bulk_w_rel[MAXREP];  /* ms */
 	double bar2[MAXREP], bar4[MAXREP];
 	double bar2_node[2][MAXREP], bar4_node[4][MAXREP];
 	uint64_t raw_lost;
 	uint64_t f_touch, f_faults, f_fetched, f_pre;    /* summed over repeats */
 	uint64_t s_faults, s_fetched, s_pre;
+	uint64_t br_faults, br_fetched, br_pre, br_retx;
+	uint64_t bw_rfaults, bw_wfaults, bw_fetched, bw_diffs, bw_retx;
+	double bw_diff_mb;
 	uint64_t f_retx, s_retx, l_retx, b2_retx, b4_retx;  /* retransmissions */
 };
 
@@ -777,6 +901,20 @@ static void run(const struct params *P)
 		R.s_faults += (uint64_t)res_get(&jr, 1, "seq_read_faults");
 		R.s_fetched += (uint64_t)res_get(&jr, 1, "seq_pages_fetched");
 		R.s_pre += (uint64_t)res_get(&jr, 1, "seq_prefetched");
+		R.bulk_r[r] = res_get(&jr, 1, "bulkr_mbps");
+		R.br_faults += (uint64_t)res_get(&jr, 1, "bulkr_read_faults");
+		R.br_fetched += (uint64_t)res_get(&jr, 1, "bulkr_pages_fetched");
+		R.br_pre += (uint64_t)res_get(&jr, 1, "bulkr_prefetched");
+		R.br_retx += (uint64_t)res_get(&jr, 1, "bulkr_retx");
+		R.bulk_w[r] = res_get(&jr, 1, "bulkw_mbps");
+		R.bulk_w_store[r] = res_get(&jr, 1, "bulkw_store_ms");
+		R.bulk_w_rel[r] = res_get(&jr, 1, "bulkw_release_ms");
+		R.bw_rfaults += (uint64_t)res_get(&jr, 1, "bulkw_read_faults");
+		R.bw_wfaults += (uint64_t)res_get(&jr, 1, "bulkw_write_faults");
+		R.bw_fetched += (uint64_t)res_get(&jr, 1, "bulkw_pages_fetched");
+		R.bw_diffs += (uint64_t)res_get(&jr, 1, "bulkw_diffs");
+		R.bw_diff_mb += res_get(&jr, 1, "bulkw_diff_mb");
+		R.bw_retx += (uint64_t)res_get(&jr, 1, "bulkw_retx");
 		R.lock[r] = res_get(&jr, 1, "lock_p50_ns") / 1000;
 		R.lock99[r] = res_get(&jr, 1, "lock_p99_ns") / 1000;
 		R.bar2[r] = 0;
@@ -797,9 +935,11 @@ static void run(const struct params *P)
 		}
 		fprintf(stderr,
 			"# repeat %d: fault %.1f/%.1f us (raw 32B->4KiB %.1f/%.1f), seq %.0f MB/s "
-			"(raw stream %.0f), lock %.1f us, barrier n2 %.1f n4 %.1f us (raw 32B %.1f)\n",
+			"(raw stream %.0f), bulk read %.0f write+release %.0f MB/s, lock %.1f us, "
+			"barrier n2 %.1f n4 %.1f us (raw 32B %.1f)\n",
 			r + 1, R.fault[0][r], R.fault[1][r], R.raw4k[0][r], R.raw4k[1][r], R.seq[r],
-			R.raw_stream[r], R.lock[r], R.bar2[r], R.bar4[r], R.raw32[0][r]);
+			R.raw_stream[r], R.bulk_r[r], R.bulk_w[r], R.lock[r], R.bar2[r], R.bar4[r],
+			R.raw32[0][r]);
 	}
 
 	{
@@ -832,6 +972,32 @@ static void run(const struct params *P)
 			 pager, P->seq_bytes >> 20, R.s_faults, R.s_fetched, R.s_pre, R.s_retx,
 			 RAWUDP_ACK_EVERY, RAWUDP_WINDOW, R.raw_lost, n);
 		emit("seq_remote_read", median(R.seq, n), "MB/s", median(R.raw_stream, n), note);
+
+		snprintf(note, sizeof(note),
+			 "MB=1e6 B; 2 nodes, pager %s; rank 1 sums and checks every 8-byte word of "
+			 "a %" PRIu64 " MiB array homed at rank 0 (LOCAL, written by it), %u KiB "
+			 "chunks in a random order, each chunk in address order; rank 1 counters "
+			 "over all repeats: %" PRIu64 " read faults, %" PRIu64 " pages fetched, %"
+			 PRIu64 " prefetched, %" PRIu64 " retransmissions; ref: the raw UDP stream "
+			 "of seq_remote_read (same bytes, same run); median of %d repeats",
+			 pager, P->seq_bytes >> 20, BULK_CHUNK >> 10, R.br_faults, R.br_fetched,
+			 R.br_pre, R.br_retx, n);
+		emit("bulk_read", median(R.bulk_r, n), "MB/s", median(R.raw_stream, n), note);
+
+		snprintf(note, sizeof(note),
+			 "MB=1e6 B; 2 nodes, pager %s; rank 1 overwrites every 8-byte word of a %"
+			 PRIu64 " MiB array homed at rank 0 (LOCAL, written by it), address order, "
+			 "then dsm_barrier; timed from the first store to the barrier's return "
+			 "(medians: stores %.1f ms, release %.1f ms); rank 0 checks every word; rank "
+			 "1 counters over all repeats: %" PRIu64 " read faults, %" PRIu64 " write "
+			 "faults, %" PRIu64 " pages fetched, %" PRIu64 " diffs (%.1f MB), %" PRIu64
+			 " retransmissions; ref: the raw UDP stream of seq_remote_read (same bytes, "
+			 "same run); median of %d repeats",
+			 pager, P->seq_bytes >> 20, median(R.bulk_w_store, n), median(R.bulk_w_rel, n),
+			 R.bw_rfaults, R.bw_wfaults, R.bw_fetched, R.bw_diffs, R.bw_diff_mb, R.bw_retx,
+			 n);
+		emit("bulk_write_release", median(R.bulk_w, n), "MB/s", median(R.raw_stream, n),
+		     note);
 
 		snprintf(note, sizeof(note),
 			 "2 nodes; rank 1 dsm_lock(%u) + dsm_unlock(%u) (manager rank 0, no "

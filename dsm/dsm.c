@@ -51,6 +51,12 @@ static int register_handlers(struct dsm__rpc *r)
 		e = dsm_rpc_forget_serve(r, dsm__h_forget, NULL);
 	if (!e)
 		e = dsm_rpc_leaving_serve(r, dsm__h_leaving, NULL);
+	if (!e)
+		e = dsm_rpc_offer_serve(r, dsm__h_offer, NULL);
+	if (!e)
+		e = dsm_rpc_take_serve(r, dsm__h_take, NULL);
+	if (!e)
+		e = dsm_rpc_where_serve(r, dsm__h_where, NULL);
 	return e;
 }
 
@@ -170,6 +176,8 @@ DSM_EXPORT int dsm_init(const struct dsm_config *cfg)
 	d->spin_us = ncfg.spin_us;
 	dsm__log_set_rank((int)d->rank);
 	e = dsm__placement_from_env(&d->placement);
+	if (!e)
+		e = dsm__migrate_init();
 	if (e) {
 		dsm__net_cfg_fini(&ncfg);
 		free(d);
@@ -241,11 +249,14 @@ static void print_stats(void)
 		" diffs_sent=%" PRIu64 " diff_bytes=%" PRIu64 " diffs_applied=%" PRIu64
 		" invalidations=%" PRIu64 " notices=%" PRIu64 " lock_acquires=%" PRIu64
 		" lock_waits=%" PRIu64 " lock_ms=%.3f barriers=%" PRIu64 " barrier_ms=%.3f"
-		" atomics=%" PRIu64 " allocs=%" PRIu64 " frees=%" PRIu64 "\n",
+		" atomics=%" PRIu64 " allocs=%" PRIu64 " frees=%" PRIu64
+		" migrations_in=%" PRIu64 " migrations_out=%" PRIu64 " forwarded=%" PRIu64
+		" redirects=%" PRIu64 "\n",
 		D->rank, s.read_faults, s.write_faults, s.pages_fetched, s.prefetched,
 		s.pages_served, s.diffs_sent, s.diff_bytes, s.diffs_applied, s.invalidations,
 		s.notices, s.lock_acquires, s.lock_waits, s.lock_ns / 1e6, s.barriers,
-		s.barrier_ns / 1e6, s.atomics, s.allocs, s.frees);
+		s.barrier_ns / 1e6, s.atomics, s.allocs, s.frees, s.migrations_in,
+		s.migrations_out, s.forwarded, s.redirects);
 }
 
 DSM_EXPORT int dsm_finalize(void)
@@ -302,6 +313,7 @@ DSM_EXPORT int dsm_stats(struct dsm_stats *out)
 	CP(prefetched); CP(diffs_sent); CP(diff_bytes); CP(diffs_applied);
 	CP(invalidations); CP(notices); CP(lock_acquires); CP(lock_waits); CP(lock_ns);
 	CP(barriers); CP(barrier_ns); CP(atomics); CP(allocs); CP(frees);
+	CP(migrations_in); CP(migrations_out); CP(forwarded); CP(redirects);
 #undef CP
 	dsm__net_stats(D->net, &ns);
 	out->msgs_sent = ns.chan.msgs_sent;

@@ -79,8 +79,11 @@ void dsm__fault_peer_set(int peer)
 	fault_peer = peer;
 }
 
+#define MOVED 2 /* fetch_install: the page's home moved; ask again */
+
 /* Fetch count pages from idx at home h and install the first with access,
- * the others (fetch-ahead) read-only. */
+ * the others (fetch-ahead) read-only. MOVED when h is not its home any
+ * more (its metadata then names the home h knows). */
 static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 {
 	struct dsm__rpc_reply keep = { 0 };
@@ -99,10 +102,17 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 			fault_peer = (int)h;
 			return e;
 		}
-		if (rp.data.len != count * D->ps) {
+		if (!rp.data.len && rp.moved) {
+			dsm__rpc_reply_release(&keep);
+			dsm__home_moved(idx, rp.moved);
+			return MOVED;
+		}
+		/* fewer pages when some after the first migrated */
+		if (!rp.data.len || rp.data.len > count * D->ps || rp.data.len % D->ps) {
 			dsm__rpc_reply_release(&keep);
 			return DSM_EPROTO;
 		}
+		count = rp.data.len / D->ps;
 		STAT_ADD(pages_fetched, count);
 		DSM__DEBUG("fetched %zu page(s) from %p (home %u)%s", count, page_addr(idx), h,
 			   access == DSM__PAGER_RW ? " to write" : "");
@@ -113,6 +123,13 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 			int a = i ? DSM__PAGER_READ : access;
 
 			pthread_mutex_lock(stripe_of(idx + i));
+			if (atomic_load(&m->home1) == D->rank + 1) {
+				/* its home moved here meanwhile (this node took
+				 * it, migrate.c): the copy is older than the
+				 * master this node holds now */
+				pthread_mutex_unlock(stripe_of(idx + i));
+				continue;
+			}
 			e = dsm__cached_enter(idx + i, atomic_load(&m->flags), epoch);
 			if (e == 1) {
 				/* an acquire ran and marked it stale meanwhile */
@@ -178,67 +195,105 @@ static size_t fetch_ahead(size_t idx, unsigned h)
 	return n;
 }
 
+/* Is page idx (still) homed here? Under its stripe: a page can migrate
+ * away between the lookup and the stripe. */
+static bool still_home(size_t idx)
+{
+	return atomic_load(&D->meta[idx].home1) == D->rank + 1;
+}
+
 int dsm__cb_read_fault(void *arg, void *page)
 {
 	size_t idx = page_idx(page);
-	int h, e;
+	int h, e, tries;
 
 	(void)arg;
 	STAT_INC(read_faults);
-	h = dsm__page_home(idx, true);
-	if (h < 0)
-		return h;
-	if ((unsigned)h == D->rank) {
-		e = dsm__home_fresh(idx);
-		if (e != DSM_EAGAIN)
+	for (tries = 0; tries < dsm__move_tries(); tries++) {
+		dsm__move_backoff(tries);
+		h = dsm__page_home(idx, true);
+		if (h < 0)
+			return h;
+		if ((unsigned)h == D->rank) {
+			e = dsm__home_fresh(idx);
+			if (e != DSM_EAGAIN)
+				return e;
+			pthread_mutex_lock(stripe_of(idx));
+			if (!still_home(idx)) {
+				pthread_mutex_unlock(stripe_of(idx));
+				continue;
+			}
+			e = dsm__home_present(idx, DSM__PAGER_READ);
+			pthread_mutex_unlock(stripe_of(idx));
+			return e == DSM_EBUSY ? 0 : e;
+		}
+		e = fetch_install(idx, (unsigned)h, fetch_ahead(idx, (unsigned)h), DSM__PAGER_READ);
+		if (e != MOVED)
 			return e;
-		pthread_mutex_lock(stripe_of(idx));
-		e = dsm__home_present(idx, DSM__PAGER_READ);
-		pthread_mutex_unlock(stripe_of(idx));
-		return e == DSM_EBUSY ? 0 : e;
 	}
-	return fetch_install(idx, (unsigned)h, fetch_ahead(idx, (unsigned)h), DSM__PAGER_READ);
+	return DSM_EAGAIN;
 }
 
 int dsm__cb_write_fault(void *arg, void *page, bool present)
 {
 	size_t idx = page_idx(page);
-	int h, e = 0;
+	struct page_meta *m = &D->meta[idx];
+	int h, e = 0, tries;
 
 	(void)arg;
 	STAT_INC(write_faults);
-	h = dsm__page_home(idx, true);
-	if (h < 0)
-		return h;
-	if ((unsigned)h == D->rank) {
-		if (!present) {
-			e = dsm__home_fresh(idx);
-			if (e != DSM_EAGAIN)
+	for (tries = 0; tries < dsm__move_tries(); tries++) {
+		dsm__move_backoff(tries);
+		h = dsm__page_home(idx, true);
+		if (h < 0)
+			return h;
+		if ((unsigned)h == D->rank) {
+			if (!present) {
+				e = dsm__home_fresh(idx);
+				if (e != DSM_EAGAIN)
+					return e;
+			}
+			pthread_mutex_lock(stripe_of(idx));
+			if (!still_home(idx)) {
+				pthread_mutex_unlock(stripe_of(idx));
+				continue;
+			}
+			e = dsm__home_writable(idx);
+			dsm__mig_home_wrote(idx);
+			pthread_mutex_unlock(stripe_of(idx));
+			return e;
+		}
+		if ((atomic_load(&m->flags) & F_OFFER) && !m->twin) {
+			/* its home offered it: take it, and write it here */
+			e = dsm__mig_take(idx, (unsigned)h);
+			if (e <= 0)
 				return e;
+			continue; /* not taken: as usual */
+		}
+		if (!present) {
+			e = fetch_install(idx, (unsigned)h, 1, DSM__PAGER_RW);
+			if (e == MOVED)
+				continue;
+			return e;
 		}
 		pthread_mutex_lock(stripe_of(idx));
-		e = dsm__home_writable(idx);
+		if (dsm__pager_access(D->pg, page) == DSM__PAGER_READ) {
+			/* a twin kept by a release that could not deliver the
+			 * page's diff stays the base of the next diff */
+			bool fresh = !m->twin;
+
+			e = dsm__twin_start(idx, page);
+			if (!e) {
+				e = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_RW);
+				if (e && fresh)
+					dsm__twin_cancel(idx);
+			}
+		}
+		/* not READ any more (dropped meanwhile): the store faults again */
 		pthread_mutex_unlock(stripe_of(idx));
 		return e;
 	}
-	if (!present)
-		return fetch_install(idx, (unsigned)h, 1, DSM__PAGER_RW);
-	pthread_mutex_lock(stripe_of(idx));
-	if (dsm__pager_access(D->pg, page) == DSM__PAGER_READ) {
-		/* a twin kept by a release that could not deliver the page's
-		 * diff stays the base of the next diff */
-		bool fresh = !D->meta[idx].twin;
-
-		e = dsm__twin_start(idx, page);
-		if (!e) {
-			e = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_RW);
-			if (e && fresh)
-				dsm__twin_cancel(idx);
-		}
-	}
-	/* not READ any more (dropped meanwhile): the store faults again */
-	pthread_mutex_unlock(stripe_of(idx));
-	return e;
+	return DSM_EAGAIN;
 }
 
 void dsm__fatal_handler(void *addr, int err)

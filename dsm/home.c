@@ -12,6 +12,8 @@
  *  - The home side of the protocol: it answers fetches (recording the
  *    reader: news.c) and applies the diffs of other nodes' releases,
  *    answering once every other reader heard of the write.
+ *  - A page's home can move (migrate.c): the old home then forwards the
+ *    diffs it receives for it and answers fetches with where it went.
  *
  * Threads: dsm__home_of from fault callbacks and application threads; the
  * handlers inline on the thread receiving (they never wait). State changes
@@ -24,6 +26,18 @@
 
 #define HOME_AROUND 64 /* fresh home pages made present per home fault */
 
+/* Page idx is homed at h, as the arena's owner computes it. A home this
+ * node knows already stays: the page may have migrated (migrate.c), and
+ * what the owner computes is where it started. (A freed page's home is
+ * forgotten, 0, before its memory is handed out again.) */
+static void home_init(size_t idx, uint32_t h1)
+{
+	uint32_t zero = 0;
+
+	atomic_compare_exchange_strong_explicit(&D->meta[idx].home1, &zero, h1,
+						memory_order_acq_rel, memory_order_acquire);
+}
+
 static void set_homes(uintptr_t start, size_t npages, int place, unsigned owner, bool small)
 {
 	size_t first = page_idx((void *)start), i;
@@ -34,8 +48,7 @@ static void set_homes(uintptr_t start, size_t npages, int place, unsigned owner,
 		int h = small ? (int)owner : dsm__home_of(place, owner, D->nodes, npages, i);
 
 		if (h >= 0)
-			atomic_store_explicit(&D->meta[first + i].home1, (uint32_t)h + 1,
-					      memory_order_release);
+			home_init(first + i, (uint32_t)h + 1);
 	}
 }
 
@@ -90,7 +103,7 @@ static int learn(const void *addr, unsigned owner, const struct dsm_rpc_home_of_
 		return DSM_EPROTO;
 	atomic_fetch_or(&D->meta[page_idx((void *)(uintptr_t)rp->start)].flags, F_XSTART);
 	for (i = 0; i < rp->run_npages; i++)
-		atomic_store_explicit(&D->meta[first + i].home1, rp->home + 1, memory_order_release);
+		home_init(first + i, rp->home + 1);
 	DSM__DEBUG("homes of %p + %" PRIu64 " pages: node %u (first touch)", addr, rp->run_npages,
 		   rp->home);
 	return 0;
@@ -133,18 +146,6 @@ int dsm__h_home_of(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_home_of_req *r
 	return 0;
 }
 
-DSM_EXPORT int dsm_home_of(const void *addr)
-{
-	int h;
-
-	if (dsm__closed())
-		return DSM_ECLOSED;
-	if (!addr || !in_region(addr))
-		return DSM_EINVAL;
-	h = dsm__page_home(page_idx(addr), false);
-	return h;
-}
-
 /* Make home page idx present (under its stripe). */
 int dsm__home_present(size_t idx, int access)
 {
@@ -176,6 +177,47 @@ int dsm__home_writable(size_t idx)
 	return e;
 }
 
+int dsm__home_open(size_t idx)
+{
+	struct page_meta *m = &D->meta[idx];
+	void *page = page_addr(idx);
+	int a = dsm__pager_access(D->pg, page), e;
+
+	if (a < 0)
+		return a;
+	if (a == DSM__PAGER_RW)
+		return 0; /* written here since the release (dirty, with or
+			   * without a twin), or untracked: no readers */
+	/* the twin first, then writable: a write of this node's threads
+	 * from then on shows as a difference at the release */
+	e = dsm__twin_start(idx, a == DSM__PAGER_NONE ? NULL : page);
+	if (e)
+		return e;
+	atomic_fetch_or(&m->flags, F_HTWIN);
+	if (a == DSM__PAGER_NONE)
+		e = dsm__pager_install(D->pg, page, NULL, DSM__PAGER_RW);
+	else
+		e = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_RW);
+	if (e) {
+		dsm__twin_cancel(idx);
+		atomic_fetch_and(&m->flags, ~(uint32_t)F_HTWIN);
+	}
+	return e;
+}
+
+/* Is page idx homed here, as far as this node knows (stripe held)? A page
+ * asked of this node that it never looked up is: the asker computed or
+ * learned this node as its home. 0: yes; else the home + 1 it moved to. */
+uint32_t dsm__home_here(size_t idx)
+{
+	struct page_meta *m = &D->meta[idx];
+	uint32_t h1 = atomic_load(&m->home1);
+
+	if (!h1)
+		atomic_store(&m->home1, D->rank + 1);
+	return h1 && h1 != D->rank + 1 ? h1 : 0;
+}
+
 int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 		 struct dsm_rpc_fetch_rep *rp)
 {
@@ -190,10 +232,20 @@ int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 	idx = page_idx(p);
 	if (idx + rq->count > D->npages)
 		return DSM_EPROTO;
+	rp->moved = 0;
 	for (i = 0; i < rq->count && !e; i++) {
 		struct page_meta *m = &D->meta[idx + i];
+		uint32_t moved;
 
 		pthread_mutex_lock(stripe_of(idx + i));
+		moved = dsm__home_here(idx + i);
+		if (moved) {
+			/* migrated: served up to here; the asker asks there */
+			pthread_mutex_unlock(stripe_of(idx + i));
+			if (!i)
+				rp->moved = moved;
+			break;
+		}
 		e = dsm__home_present(idx + i, DSM__PAGER_READ);
 		/* A home page without readers is left writable, its writes
 		 * untracked; from now on they must be tracked. (If it is on
@@ -206,10 +258,10 @@ int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 	}
 	if (e)
 		return e;
-	STAT_ADD(pages_served, rq->count);
+	STAT_ADD(pages_served, i);
 	/* encoded straight from the pages after this returns */
 	rp->data.ptr = p;
-	rp->data.len = (uint32_t)(rq->count * D->ps);
+	rp->data.len = (uint32_t)(i * D->ps);
 	return 0;
 }
 
@@ -232,7 +284,9 @@ int dsm__home_fresh(size_t idx)
 			  (atomic_load_explicit(&m->flags, memory_order_relaxed) & F_XSTART)))
 			break;
 		pthread_mutex_lock(stripe_of(idx + j));
-		if (!m->readers &&
+		/* (homed here still: it may have migrated since the fault
+		 * looked) */
+		if (atomic_load(&m->home1) == D->rank + 1 && !m->readers &&
 		    dsm__pager_access(D->pg, page_addr(idx + j)) == DSM__PAGER_NONE)
 			e2 = dsm__pager_install(D->pg, page_addr(idx + j), NULL, DSM__PAGER_RW);
 		pthread_mutex_unlock(stripe_of(idx + j));
@@ -244,20 +298,74 @@ int dsm__home_fresh(size_t idx)
 	return e;
 }
 
+/* Append the diff_item it to the forwarding buffer for node h. */
+static int fwd_append(struct fwd_buf **fwd, unsigned h, const struct dsm_rpc_diff_item *it)
+{
+	struct fwd_buf *f;
+	size_t need = dsm_rpc_diff_item_size(it);
+	int n;
+
+	if (!*fwd) {
+		*fwd = calloc(D->nodes, sizeof(**fwd));
+		if (!*fwd)
+			return DSM_ENOMEM;
+	}
+	f = &(*fwd)[h];
+	if (f->len + need > f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64 << 10;
+		uint8_t *nd;
+
+		while (cap < f->len + need)
+			cap *= 2;
+		nd = realloc(f->data, cap);
+		if (!nd)
+			return DSM_ENOMEM;
+		f->data = nd;
+		f->cap = cap;
+	}
+	n = dsm_rpc_diff_item_encode(it, f->data + f->len, f->cap - f->len);
+	if (n < 0)
+		return n;
+	f->len += (size_t)n;
+	STAT_INC(forwarded);
+	return 0;
+}
+
+static void fwd_free(struct fwd_buf *fwd)
+{
+	unsigned h;
+
+	for (h = 0; fwd && h < D->nodes; h++)
+		free(fwd[h].data);
+	free(fwd);
+}
+
+#define FWD_HOPS 64 /* a diff forwarded more often is refused (migrate.c) */
+
 /* The diffs of another node's release (dsm.rpc, diffs): apply each to the
- * master copy, register the write, answer once its other readers know. */
+ * master copy, register the write, answer once its other readers know.
+ * The page is opened with dsm__home_open: the writer's own copy stays
+ * valid (this node tells it of its own writes only, at its release). The
+ * diff of a page that migrated away is forwarded to its home; a page the
+ * writer keeps writing alone is offered to it (migrate.c). */
 int dsm__h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
 		 struct dsm_rpc_diffs_rep *rp)
 {
-	unsigned peer = dsm__rpc_ctx_peer(ctx);
+	unsigned peer = dsm__rpc_ctx_peer(ctx), w = rq->writer;
 	const uint8_t *p = rq->data.ptr, *end = p + rq->data.len;
 	struct dsm_rpc_diff_item it;
 	struct news nw = NEWS_INIT;
+	struct fwd_buf *fwd = NULL;
+	struct offers *of = NULL;
 	int e = 0, r;
 
 	(void)rp;
+	if (w >= D->nodes || rq->hops > FWD_HOPS)
+		return rq->hops > FWD_HOPS ? DSM_EAGAIN : DSM_EPROTO;
 	while (!e && (r = dsm_rpc_diff_item_decode_next(&it, &p, end)) != 0) {
 		void *page = (void *)(uintptr_t)it.page;
+		struct page_meta *m;
+		uint32_t moved;
 		size_t idx;
 
 		if (r < 0 || !in_region(page) || (it.page & (D->ps - 1))) {
@@ -265,21 +373,42 @@ int dsm__h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
 			break;
 		}
 		idx = page_idx(page);
+		m = &D->meta[idx];
 		pthread_mutex_lock(stripe_of(idx));
-		e = dsm__home_writable(idx);
+		moved = dsm__home_here(idx);
+		if (moved) {
+			pthread_mutex_unlock(stripe_of(idx));
+			/* a pointer back to the writer's node is followed too:
+			 * it is taking the page and applies it once it has */
+			e = fwd_append(&fwd, moved - 1, &it);
+			continue;
+		}
+		e = dsm__home_open(idx);
 		if (!e)
 			e = dsm__diff_apply(page, D->ps, it.diff.ptr, it.diff.len);
+		if (!e && m->twin)
+			e = dsm__diff_apply(m->twin, D->ps, it.diff.ptr, it.diff.len);
 		if (!e)
-			e = dsm__register_write(idx, peer, &nw);
+			e = dsm__register_write(idx, w, &nw);
+		if (!e && dsm__mig_note_write(idx, w)) {
+			if (!of && (of = malloc(sizeof(*of))) != NULL)
+				of->n = 0;
+			if (of)
+				dsm__offers_add(of, idx);
+		}
 		pthread_mutex_unlock(stripe_of(idx));
 		STAT_INC(diffs_applied);
 	}
 	if (e)
-		DSM__WARN("diffs from node %u: %s", peer, dsm_strerror(e));
+		DSM__WARN("diffs from node %u (writer %u): %s", peer, w, dsm_strerror(e));
 	else
 		DSM__DEBUG("applied %u byte(s) of diffs from node %u, news for %zu page(s)",
 			   rq->data.len, peer, nw.total);
-	r = e ? e : dsm__reply_after_news(ctx, &nw, REPLY_DIFFS, 0);
+	if (of && !e)
+		dsm__offers_send(of, w);
+	free(of);
+	r = e ? e : dsm__reply_after(ctx, &nw, REPLY_DIFFS, 0, fwd, w, rq->hops + 1);
 	dsm__news_free(&nw);
+	fwd_free(fwd);
 	return r;
 }

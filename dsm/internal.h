@@ -24,7 +24,9 @@
  *    twin (byte-exact, dsm/diff.h) and the diffs go to the homes, which
  *    apply them. For each released write the home tells every other node
  *    that ever fetched the page that its copy is stale, before it
- *    acknowledges. A home's own writes are released the same way (its
+ *    acknowledges (the writer's own copy stays valid: the home keeps a
+ *    twin of a page it opened for diffs, and tells the writer only of its
+ *    own writes, at its release). A home's own writes are released the same way (its
  *    pages are write-protected while they have readers, and simply
  *    writable while they have none). The release returns when every home
  *    has acknowledged.                                 (release.c, news.c)
@@ -81,6 +83,13 @@ enum {
 			     * stops here, so it never reaches into another
 			     * allocation, which may be freed and forgotten
 			     * meanwhile */
+	F_HTWIN = 1u << 6,  /* a page homed here that other nodes' writes
+			     * made writable (home.c, dsm__home_open): its
+			     * twin is the master without this node's own
+			     * writes since its last release, so the release
+			     * tells whether this node wrote it */
+	F_OFFER = 1u << 7,  /* its home offered it to this node: the next
+			     * write fault takes it (migrate.c) */
 };
 
 /* What a node knows of one page of the region. */
@@ -90,8 +99,12 @@ struct page_meta {
 	/* Home side (under the page's stripe): who holds a copy that no
 	 * released write has made stale yet. */
 	uint64_t readers;         /* bit r: node r < 63; bit 63: some node >= 63 */
-	void *twin;               /* twin of a dirty copy (non-home) */
+	void *twin;               /* twin of a dirty copy (non-home), or of a
+				   * home page (F_HTWIN) */
 	size_t dnext;             /* next page on the dirty list + 1 (release.c) */
+	/* Home side (under the page's stripe): the writer whose diffs came
+	 * in the last releases in a row, and how many (migrate.c) */
+	uint16_t mig_w1, mig_n;
 };
 
 /* A growable vector of page indexes. */
@@ -105,6 +118,7 @@ struct counters {
 	_Atomic uint64_t diffs_sent, diff_bytes, diffs_applied, invalidations, notices;
 	_Atomic uint64_t lock_acquires, lock_waits, lock_ns, barriers, barrier_ns;
 	_Atomic uint64_t atomics, allocs, frees;
+	_Atomic uint64_t migrations_in, migrations_out, forwarded, redirects;
 };
 
 /* The node. One per process, from dsm_init to dsm_finalize (D). */
@@ -254,10 +268,21 @@ int dsm__h_leaving(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_leaving_msg *m
  * first-touch run nobody touched yet is claimed for this node when claim
  * (else DSM_ENOENT). */
 int dsm__page_home(size_t idx, bool claim);
+/* Under page idx's stripe, on a request to this node as its home: 0 when
+ * it is homed here (a page never looked up here becomes so), else the
+ * home + 1 it migrated to. */
+uint32_t dsm__home_here(size_t idx);
 /* Make home page idx present with access if it is not (under its stripe). */
 int dsm__home_present(size_t idx, int access);
 /* Make home page idx writable and dirty (under its stripe). */
 int dsm__home_writable(size_t idx);
+/* Make home page idx writable for a write on another node's behalf (a
+ * diff, an atomic) that is told to its readers now (under its stripe). A
+ * page this node has not written since its last release gets a twin
+ * (F_HTWIN): the caller makes the same write to m->twin, so that the
+ * release finds only this node's own writes there, and does not tell the
+ * writer of a diff that its own copy is stale. */
+int dsm__home_open(size_t idx);
 /* First touch of page idx homed here (and of fresh pages after it): 0 when
  * served, DSM_EAGAIN when it needs the general path. */
 int dsm__home_fresh(size_t idx);
@@ -267,6 +292,39 @@ int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 		 struct dsm_rpc_fetch_rep *rp);
 int dsm__h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
 		 struct dsm_rpc_diffs_rep *rp);
+
+/* ---- home migration (migrate.c) -------------------------------------------- */
+
+int dsm__migrate_init(void);
+bool dsm__migrate_enabled(void);
+/* Home side, stripe held: a released write of node w to page idx was
+ * applied; true when the page is to be offered to w. */
+bool dsm__mig_note_write(size_t idx, unsigned w);
+/* Home side, stripe held: this node wrote page idx itself. */
+void dsm__mig_home_wrote(size_t idx);
+/* Pages to offer to one writer. */
+#define OFFERS_MAX 512
+struct offers {
+	size_t n;
+	uint64_t page[OFFERS_MAX];
+};
+void dsm__offers_add(struct offers *o, size_t idx);
+void dsm__offers_send(struct offers *o, unsigned w);
+/* Write fault of an offered page homed at h: take its home. 0: taken (the
+ * page is this node's, writable); 1: not taken (do as usual; its home may
+ * have been updated); a negative code. */
+int dsm__mig_take(size_t idx, unsigned h);
+/* A node said page idx is homed at moved - 1: follow (unless it points
+ * here: see migrate.c). */
+void dsm__home_moved(size_t idx, uint32_t moved);
+/* Between tries of a request that was redirected (sleeps after a few). */
+void dsm__move_backoff(int tries);
+int dsm__move_tries(void);
+int dsm__h_offer(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_offer_msg *m);
+int dsm__h_take(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_take_req *rq,
+		struct dsm_rpc_take_rep *rp);
+int dsm__h_where(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_where_req *rq,
+		 struct dsm_rpc_where_rep *rp);
 
 /* ---- writer news (news.c) -------------------------------------------------- */
 
@@ -293,6 +351,15 @@ void dsm__news_send(struct news *nw, struct waitgroup *wg);
  * 0 when there is no news (the handler answers now), or an error. */
 enum { REPLY_DIFFS = 0, REPLY_ATOMIC = 1 };
 int dsm__reply_after_news(struct dsm__rpc_ctx *ctx, struct news *nw, int kind, int64_t old);
+/* The same with diffs forwarded to the pages' new homes (home.c): fwd[h]
+ * (NULL: none) holds diff_item records for node h, sent as writer's,
+ * hops; the reply waits for those calls too, and carries their failure. */
+struct fwd_buf {
+	uint8_t *data;
+	size_t len, cap;
+};
+int dsm__reply_after(struct dsm__rpc_ctx *ctx, struct news *nw, int kind, int64_t old,
+		     struct fwd_buf *fwd, unsigned writer, unsigned hops);
 int dsm__h_writer_news(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_writer_news_req *rq,
 		       struct dsm_rpc_writer_news_rep *rp);
 
@@ -301,9 +368,9 @@ int dsm__h_writer_news(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_writer_new
 int dsm__twin_init(void);
 void dsm__twin_fini(void);
 /* A copy of a page homed elsewhere is about to become writable (under its
- * stripe): keep a twin of contents and put the page on the dirty list.
- * A page that still has its twin (a release could not deliver its diff)
- * keeps it. 0 or DSM_ENOMEM. */
+ * stripe): keep a twin of contents (NULL: zeros) and put the page on the
+ * dirty list. A page that still has its twin (a release could not deliver
+ * its diff) keeps it. 0 or DSM_ENOMEM. Also for home pages: home.c. */
 int dsm__twin_start(size_t idx, const void *contents);
 /* Undo a dsm__twin_start that made a fresh twin (the page could not be
  * made writable): no twin, not dirty (it may stay on the list: a release

@@ -181,11 +181,33 @@ static void pending_done(void *arg, int status, const void *rep)
 	pending_put(pd);
 }
 
+/* A forwarded diffs call: its failure is the writer's (a new home that
+ * died took the writes with it). */
+static void pending_fwd_done(void *arg, int status, const void *rep)
+{
+	struct pending *pd = arg;
+
+	(void)rep;
+	if (status < 0)
+		atomic_store(&pd->err, status);
+	pending_put(pd);
+}
+
 int dsm__reply_after_news(struct dsm__rpc_ctx *ctx, struct news *nw, int kind, int64_t old)
 {
-	struct pending *pd;
+	return dsm__reply_after(ctx, nw, kind, old, NULL, 0, 0);
+}
 
-	if (!nw->total)
+int dsm__reply_after(struct dsm__rpc_ctx *ctx, struct news *nw, int kind, int64_t old,
+		     struct fwd_buf *fwd, unsigned writer, unsigned hops)
+{
+	struct pending *pd;
+	bool any = false;
+	unsigned h;
+
+	for (h = 0; fwd && h < D->nodes; h++)
+		any |= fwd[h].len > 0;
+	if (!nw->total && !any)
 		return 0;
 	pd = calloc(1, sizeof(*pd));
 	if (!pd)
@@ -199,6 +221,18 @@ int dsm__reply_after_news(struct dsm__rpc_ctx *ctx, struct news *nw, int kind, i
 	pd->old = old;
 	atomic_store(&pd->n, 1);
 	news_send(nw, pending_done, pd, pending_before);
+	for (h = 0; fwd && h < D->nodes; h++) {
+		struct dsm_rpc_diffs_req rq = { .writer = writer, .hops = hops,
+			.data = { .ptr = fwd[h].data, .len = (uint32_t)fwd[h].len } };
+		int e;
+
+		if (!fwd[h].len)
+			continue;
+		pending_before(pd);
+		e = dsm_rpc_diffs_async(D->rpc, h, &rq, pending_fwd_done, pd);
+		if (e < 0)
+			pending_fwd_done(pd, e, NULL);
+	}
 	pending_put(pd);
 	return DSM__RPC_DEFERRED;
 }

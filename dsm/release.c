@@ -9,7 +9,10 @@
  *    up to DIFF_BATCH bytes, sent as soon as it is full);
  *  - a page homed here with readers: write-protect it (its next write is
  *    tracked again) and collect the news for its readers (news.c); without
- *    readers it stays writable, untracked.
+ *    readers it stays writable, untracked. A page only other nodes' diffs
+ *    made writable (F_HTWIN) has no news: their readers were told when
+ *    the diffs were applied, and its twin shows whether this node wrote
+ *    it too.
  * Then it sends the last batches and the news and waits until every home
  * and reader acknowledged: the homes answer only once every other reader
  * of the pages heard of the writes.
@@ -168,7 +171,8 @@ static void batch_done(void *arg, int status, const void *rep)
 /* Send batch b (its call completes into R.wg) and keep it until settled. */
 static void batch_send(struct batch *b)
 {
-	struct dsm_rpc_diffs_req rq = { .data = { .ptr = b->data, .len = (uint32_t)b->len } };
+	struct dsm_rpc_diffs_req rq = { .writer = D->rank,
+					.data = { .ptr = b->data, .len = (uint32_t)b->len } };
 	int e;
 
 	if (!R.wg_live) {
@@ -310,15 +314,32 @@ static int release_copy(size_t idx, struct page_meta *m)
 
 /* Our own page idx (stripe held). With readers: track our writes again and
  * collect the news. Without: nothing to track, it stays writable
- * (dsm__h_fetch protects it when a reader comes). */
+ * (dsm__h_fetch protects it when a reader comes). A page opened for other
+ * nodes' writes (F_HTWIN: dsm__home_open), whose readers were told of
+ * them, has news only if it differs from its twin once protected: that
+ * difference is this node's own writing. (If the news cannot be collected
+ * the twin is gone: the next release tells every reader, which is more
+ * than needed, never less.) */
 static int release_own(size_t idx, struct page_meta *m, struct news *nw)
 {
+	bool wrote = true;
 	int e = 0;
 
 	if (m->readers) {
 		e = dsm__pager_protect(D->pg, page_addr(idx), D->ps, DSM__PAGER_READ);
-		if (!e)
-			e = dsm__register_write(idx, D->rank, nw);
+		if (e)
+			return e;
+	}
+	if (m->twin) {
+		wrote = memcmp(page_addr(idx), m->twin, D->ps) != 0;
+		if (wrote)
+			dsm__mig_home_wrote(idx);
+		dsm__twin_put(m->twin);
+		m->twin = NULL;
+		atomic_fetch_and(&m->flags, ~(uint32_t)F_HTWIN);
+	}
+	if (m->readers && wrote) {
+		e = dsm__register_write(idx, D->rank, nw);
 		if (!e)
 			e = vec_push(&R.news_pages, idx);
 		if (e)
@@ -370,7 +391,8 @@ int dsm__release(void)
 		/* off the list: a write from now on puts it on the next one */
 		atomic_fetch_and(&m->flags, ~(uint32_t)F_DLIST);
 		if (atomic_load(&m->flags) & F_DIRTY) {
-			e2 = m->twin ? release_copy(idx, m) : release_own(idx, m, &nw);
+			e2 = m->twin && !(atomic_load(&m->flags) & F_HTWIN) ?
+				     release_copy(idx, m) : release_own(idx, m, &nw);
 			if (e2) {
 				dsm__dirty_mark(idx);
 				if (!e)

@@ -149,7 +149,10 @@ int dsm__twin_start(size_t idx, const void *contents)
 
 		if (!t)
 			return DSM_ENOMEM;
-		memcpy(t, contents, D->ps);
+		if (contents)
+			memcpy(t, contents, D->ps);
+		else
+			memset(t, 0, D->ps);
 		m->twin = t;
 	}
 	dsm__dirty_mark(idx);

@@ -200,6 +200,11 @@ struct dsm_stats {
 	uint64_t retransmits;
 	uint64_t dup_dropped, corrupt_dropped;
 	uint64_t rtt_us;         /* smoothed round-trip estimate, largest over peers */
+	/* home migration */
+	uint64_t migrations_in;  /* pages whose home moved here */
+	uint64_t migrations_out; /* pages whose home moved away from here */
+	uint64_t forwarded;      /* diffs forwarded to a page's new home */
+	uint64_t redirects;      /* requests sent again to a page's new home */
 };
 
 /* This node's counters since dsm_init. 0, DSM_EINVAL (out NULL),

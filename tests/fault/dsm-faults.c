@@ -1167,7 +1167,13 @@ struct scenario {
 	int timeout_ms;       /* DSM_PEER_TIMEOUT_MS (0: default 1000) */
 	double deadline;      /* per job, seconds */
 	const char *how;      /* K_DEATH: exit | kill */
+	const char *dsm_scen; /* test-dsm's scenarios (NULL: counter,multiwriter) */
 };
+
+static const char *dsm_scenarios(const struct scenario *sc)
+{
+	return sc->dsm_scen ? sc->dsm_scen : "counter,multiwriter";
+}
 
 static void fail(struct row *row, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(struct row *row, const char *fmt, ...)
@@ -1334,10 +1340,16 @@ static bool expect_clean(struct row *row, const struct job *j)
 
 static void expect_lines_dsm(struct row *row, const struct job *j)
 {
-	if (!job_has(j, "[0] scenario counter: ok"))
-		fail(row, "%s: no \"scenario counter: ok\"", j->what);
-	if (!job_has(j, "[0] scenario multiwriter: ok"))
-		fail(row, "%s: no \"scenario multiwriter: ok\"", j->what);
+	char list[128], *save = NULL;
+
+	snprintf(list, sizeof list, "%s", dsm_scenarios(row->sc));
+	for (char *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+		char want[160];
+
+		snprintf(want, sizeof want, "[0] scenario %s: ok", s);
+		if (!job_has(j, want))
+			fail(row, "%s: no \"scenario %s: ok\"", j->what, s);
+	}
 }
 
 static void expect_lines_matmul(struct row *row, const struct job *j)
@@ -1390,11 +1402,11 @@ static void setup_dsm(struct job *j, const struct scenario *sc)
 {
 	static char what[128];
 
-	snprintf(what, sizeof what, "test-dsm counter,multiwriter (%d nodes, K=%d, rounds=%d)",
+	snprintf(what, sizeof what, "test-dsm %s (%d nodes, K=%d, rounds=%d)", dsm_scenarios(sc),
 		 j->n, sc->k, sc->rounds);
 	j->what = what;
 	j->argv[0] = opt.test_dsm;
-	j->argv[1] = "counter,multiwriter";
+	j->argv[1] = (char *)dsm_scenarios(sc);
 	j->argv[2] = NULL;
 	job_env(j, "TEST_DSM_K=%d", sc->k);
 	job_env(j, "TEST_DSM_ROUNDS=%d", sc->rounds);
@@ -1971,6 +1983,11 @@ static const struct scenario scenarios[] = {
 	  NULL, 0, 4, 0, 0, 0, 0, 0, 30, "exit" },
 	{ "death-finalize", "test-peer-death: a node dies, every survivor then finalizes", G_DEATH,
 	  1, K_DEATH, NULL, 0, 4, 0, 0, 0, 0, 0, 30, "kill+finalize" },
+	{ "migrate-all", "every fault at once while homes migrate (test-dsm migrate,threads)",
+	  G_QUICK, 2, K_NET, "drop=0.1,dup=0.2,corrupt=0.05,reorder=0.3,delay_ms=0-20", W_DSM, 3,
+	  20, 10, 0, 0, 0, 240, NULL, "migrate,threads" },
+	{ "kill-migrate", "SIGKILL a node while homes migrate (test-dsm migrate,threads)",
+	  G_QUICK, 3, K_KILL, NULL, W_DSM, 4, 300, 1000, 0, 0, 0, 30, NULL, "migrate,threads" },
 	{ "loss-30-big", "30% loss, matmul -N 1024 and test-dsm on 4 nodes", 0, 1, K_NET,
 	  "drop=0.3", W_DSM | W_MATMUL, 4, 200, 10, 4, 1024, 0, 300, NULL },
 	{ "all-big", "every fault at once, matmul -N 768 on 4 nodes", 0, 1, K_NET,

@@ -32,6 +32,15 @@
  *                 have no home; every Nth page touched by node i mod N is
  *                 homed there; blocks written each by its node are homed
  *                 there (past a neighbour's claim run) without diffs
+ *   migrate       home migration (DSM_MIGRATE, default on): rank 0 allocates
+ *                 and zeroes an array; each node rewrites its own block
+ *                 (blocks not page aligned: boundary pages have two
+ *                 writers) round after round, every node checks all of
+ *                 it after each barrier; the inner pages of a block end up
+ *                 homed at its writer (dsm_home_of, dsm_stats), others ask
+ *                 the old home and are sent on; then the blocks rotate
+ *                 (every page moves again) and a lock-protected counter
+ *                 travels between nodes; with DSM_MIGRATE=0 nothing moves
  *   misuse        re-locking a held lock, unlocking another thread's or a
  *                 free lock, broadcasts whose roots or lengths differ
  *                 between nodes: the exact error on every node, no hang;
@@ -286,6 +295,7 @@ enum {
 	LK_THREADS = 400,
 	LK_FREE = 500,
 	LK_MISUSE = 600,
+	LK_MIGRATE = 700,
 };
 
 /* ---- 1. visibility ---------------------------------------------------------- */
@@ -1742,6 +1752,95 @@ static void print_stats(void)
 	flush_all();
 }
 
+/* ---- migrate ------------------------------------------------------------------- */
+
+#define MG_PAGES 8   /* pages per node's block */
+#define MG_ROUNDS 6  /* rounds per phase */
+
+static uint64_t mg_val(int round, int writer, size_t i)
+{
+	return mix3(40 + round, writer, i);
+}
+
+/* Each node writes its block of words [lo, hi) with round's pattern;
+ * every node then checks every word. */
+static void mg_round(uint64_t *a, size_t words, int round, int shift)
+{
+	size_t per = words / (size_t)nodes;
+	int w = (me + shift) % nodes; /* the block this node writes */
+
+	for (size_t i = (size_t)w * per; i < (size_t)(w + 1) * per; i++)
+		a[i] = mg_val(round, me, i);
+	barrier();
+	for (int b = 0; b < nodes; b++) {
+		int writer = (b - shift % nodes + nodes) % nodes;
+
+		for (size_t i = (size_t)b * per; i < (size_t)(b + 1) * per; i++)
+			if (a[i] != mg_val(round, writer, i))
+				bad("migrating block", i, &a[i], mg_val(round, writer, i), a[i], writer);
+	}
+	check_done("blocks rewritten by their nodes");
+	barrier();
+}
+
+static void scenario_migrate(void)
+{
+	bool on = env_long("DSM_MIGRATE", 1, 0, 1) != 0;
+	/* blocks of MG_PAGES pages less a quarter page: not page aligned */
+	size_t per = (MG_PAGES * pg - pg / 4) / 8, words = per * (size_t)nodes;
+	uint64_t *a = shared_alloc(words * 8, DSM_PLACE_LOCAL, 0, true);
+	int64_t *ctr = shared_alloc(pg, DSM_PLACE_LOCAL, 0, true);
+	struct dsm_stats s0, s1;
+	int round = 0;
+
+	CK(dsm_stats(&s0));
+	for (int r = 0; r < MG_ROUNDS; r++)
+		mg_round(a, words, round++, 0);
+	CK(dsm_stats(&s1));
+	/* the inner pages of each block are homed at its writer now */
+	for (int b = 0; b < nodes; b++) {
+		uint8_t *lo = (uint8_t *)(a + (size_t)b * per), *hi = (uint8_t *)(a + (size_t)(b + 1) * per);
+		uint8_t *p0 = (uint8_t *)(((uintptr_t)lo + pg - 1) & ~(uintptr_t)(pg - 1));
+
+		for (uint8_t *p = p0; p + pg <= hi; p += pg) {
+			int h = dsm_home_of(p), want = on ? b : 0;
+
+			if (h != want)
+				bad("home of a block's inner page", (size_t)(p - (uint8_t *)a) / pg, p,
+				    (uint64_t)want, (uint64_t)(int64_t)h, b);
+		}
+	}
+	check_done("homes after the first phase");
+	if (me != 0 && on)
+		REQUIRE(s1.migrations_in - s0.migrations_in >= MG_PAGES - 2,
+			"node %d took %" PRIu64 " pages' homes writing its block", me,
+			s1.migrations_in - s0.migrations_in);
+	if (!on)
+		REQUIRE(s1.migrations_in == s0.migrations_in && s1.migrations_out == s0.migrations_out,
+			"DSM_MIGRATE=0, yet pages migrated");
+	/* rotate: every node writes the next node's block, twice over */
+	for (int shift = 1; shift <= 2; shift++)
+		for (int r = 0; r < MG_ROUNDS; r++)
+			mg_round(a, words, round++, shift);
+	/* a counter that travels with its lock */
+	for (long i = 0; i < k_iter / 4 + 1; i++) {
+		CK(dsm_lock(LK_MIGRATE));
+		ctr[me + 1] += 1;
+		ctr[0] += 1;
+		CK(dsm_unlock(LK_MIGRATE));
+	}
+	barrier();
+	if (ctr[0] != (int64_t)nodes * (k_iter / 4 + 1))
+		bad("counter moved with its lock", 0, &ctr[0], (uint64_t)nodes * (k_iter / 4 + 1),
+		    (uint64_t)ctr[0], -1);
+	for (int r = 0; r < nodes; r++)
+		if (ctr[r + 1] != k_iter / 4 + 1)
+			bad("per-node count", (size_t)r + 1, &ctr[r + 1], (uint64_t)(k_iter / 4 + 1),
+			    (uint64_t)ctr[r + 1], r);
+	check_done("a counter that moved with its lock");
+	barrier();
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -1758,6 +1857,7 @@ static const struct {
 	{ "freestress", scenario_freestress },
 	{ "misuse", scenario_misuse },
 	{ "firsttouch", scenario_firsttouch },
+	{ "migrate", scenario_migrate },
 	{ "finalize", NULL },   /* ends the program: must come last */
 };
 #define N_SCENARIOS (int)(sizeof scenarios / sizeof scenarios[0])

@@ -118,11 +118,16 @@ DSM_EXPORT int dsm_last_error(void);
 DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root);
 
 /* Collective: returns when every node has called it. Call it from one
- * thread per node. 0, or DSM_EPEERDEAD (a node died or left; see
- * dsm_dead_ranks). If this node's writes cannot all be delivered to their
- * homes (e.g. DSM_ENOMEM), the barrier still completes and returns that
- * error; the undelivered writes are kept and delivered by this node's next
- * barrier, unlock or broadcast (until then other nodes may not see them). */
+ * thread per node: each call is one barrier of the node, and a node that
+ * called it twice at once would be a barrier ahead of the others; a call
+ * while another thread of this node is in dsm_barrier (or in the node
+ * barrier of dsm_barrier_threads) returns DSM_EBUSY at once and does
+ * nothing. Threads of one node meet with dsm_barrier_threads. 0, or
+ * DSM_EPEERDEAD (a node died or left; see dsm_dead_ranks), DSM_EBUSY. If
+ * this node's writes cannot all be delivered to their homes (e.g.
+ * DSM_ENOMEM), the barrier still completes and returns that error; the
+ * undelivered writes are kept and delivered by this node's next barrier,
+ * unlock or broadcast (until then other nodes may not see them). */
 DSM_EXPORT int dsm_barrier(void);
 
 /* Lock id (any 32-bit value; a lock needs no creation; its manager is node

@@ -130,6 +130,23 @@ DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root);
  * unlock or broadcast (until then other nodes may not see them). */
 DSM_EXPORT int dsm_barrier(void);
 
+/* Collective over threads: every one of threads_per_node application
+ * threads of every node calls it (the same threads_per_node on a node);
+ * it returns when all threads of all nodes have arrived. Every write any
+ * thread of any node made before its call is visible to every thread of
+ * every node after it returns: the node's last thread to arrive runs the
+ * node barrier (dsm_barrier's release, barrier and acquire, which cover
+ * every thread of the node) while the others wait, then wakes them.
+ * Reusable at once, like a pthread barrier. Every thread of a node's round
+ * returns the same value: 0, or the node barrier's error (DSM_EPEERDEAD,
+ * DSM_ENOMEM, ...; DSM_EBUSY if another thread of the node was in
+ * dsm_barrier). DSM_EINVAL: threads_per_node is 0, or differs from that of
+ * the round in progress on this node (that call returns at once; the round
+ * goes on). DSM_ECLOSED: not initialised, or in a forked child. Nodes may
+ * run different numbers of threads; the threads in it on one node must not
+ * call dsm_barrier meanwhile. */
+DSM_EXPORT int dsm_barrier_threads(unsigned threads_per_node);
+
 /* Lock id (any 32-bit value; a lock needs no creation; its manager is node
  * id mod N, which queues waiters in FIFO order). Held by the calling
  * thread; not recursive. 0; DSM_EOWNERDEAD: the lock IS now held, but the

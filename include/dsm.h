@@ -101,11 +101,14 @@ DSM_EXPORT int dsm_last_error(void);
 /* ---- synchronisation ---------------------------------------------------- */
 /*
  * Memory model: release consistency for data-race-free programs, the
- * pthreads contract. Writes a node makes before dsm_unlock(L), dsm_barrier()
- * or dsm_bcast() (root) are visible to a node after its later dsm_lock(L),
- * after the same barrier, or after it received the broadcast, transitively.
- * Several nodes may write different bytes of one page between two
- * synchronisations; their writes merge.
+ * pthreads contract. Writes a node makes before dsm_unlock(L), dsm_barrier(),
+ * dsm_barrier_threads() or dsm_bcast() (root) are visible to a node after
+ * its later dsm_lock(L), after the same barrier, or after it received the
+ * broadcast, transitively. Several nodes may write different bytes of one
+ * page between two synchronisations; their writes merge. Releases and
+ * acquires are node-wide: they carry the writes of every thread of the
+ * node and refresh the node's copies for all its threads; between threads
+ * of one node the pthreads rules apply.
  */
 
 /* Collective: root's len bytes of buf are copied into buf on every other

@@ -394,19 +394,19 @@ int dsm__barrier_init(void);
 void dsm__barrier_fini(void);
 /* The barrier rounds; finalizing: nodes that are gone count as arrived. */
 int dsm__barrier_rounds(bool finalizing);
-/* What dsm_barrier does once D is known to be open: release, rounds,
- * acquire. DSM_EBUSY (and nothing done) while another thread of this node
- * is in it. */
+/* The node barrier, for dsm_barrier and dsm_barrier_threads' last thread
+ * (D open): release, rounds, acquire. DSM_EBUSY (and nothing done) while
+ * another thread of this node is in it. */
 int dsm__barrier(void);
 /* A thread of this node is in dsm__barrier (tests). */
 bool dsm__barrier_busy(void);
+int dsm__h_barrier(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_barrier_msg *m);
 
 /* ---- thread barrier (tbarrier.c) ------------------------------------------- */
 
 /* Threads waiting in the dsm_barrier_threads round in progress, before its
  * last one arrived (tests). */
 unsigned dsm__tbarrier_waiting(void);
-int dsm__h_barrier(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_barrier_msg *m);
 
 /* ---- broadcast (bcast.c) --------------------------------------------------- */
 

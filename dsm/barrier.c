@@ -11,9 +11,19 @@
  * barrier fails with DSM_EPEERDEAD on every node once any node died; at
  * finalize, nodes that already left count as arrived.
  *
- * Threads: dsm_barrier from one application thread per node (bar_mu
- * serialises it anyway, and is held across the rounds' waits); the handler
- * runs inline and wakes the waiter through D->sync_cv.
+ * Every call is one of this node's barrier numbers, paired with the same
+ * number on every other node: two threads of one node in dsm_barrier at
+ * once would be two barriers of this node against one of each other node
+ * (the second one pairs with the others' next barrier, and every later
+ * barrier of this node with the wrong one of theirs). So a call while
+ * another thread of the node is in a barrier (dsm_barrier, or the node
+ * barrier of dsm_barrier_threads) does nothing and returns DSM_EBUSY
+ * (B.busy); threads of one node meet with dsm_barrier_threads (tbarrier.c).
+ *
+ * Threads: dsm_barrier from one application thread per node at a time
+ * (B.busy; B.mu serialises the rounds with dsm_finalize's, and is held
+ * across the rounds' waits); the handler runs inline and wakes the waiter
+ * through D->sync_cv.
  */
 #include <inttypes.h>
 
@@ -25,6 +35,7 @@ static struct {
 	pthread_mutex_t mu;
 	_Atomic uint64_t recv[MAX_ROUNDS]; /* per round: highest barrier heard + 1 */
 	uint64_t epoch;                    /* this node's next barrier number */
+	_Atomic bool busy;                 /* a thread is in dsm__barrier */
 } B;
 
 int dsm__barrier_init(void)
@@ -97,13 +108,21 @@ int dsm__barrier_rounds(bool finalizing)
 	return e;
 }
 
-DSM_EXPORT int dsm_barrier(void)
+bool dsm__barrier_busy(void)
+{
+	return atomic_load(&B.busy);
+}
+
+int dsm__barrier(void)
 {
 	int64_t t0;
 	int e, e2;
 
-	if (dsm__closed())
-		return DSM_ECLOSED;
+	if (atomic_exchange(&B.busy, true)) {
+		DSM__WARN("barrier: another thread of this node is in a barrier (DSM_EBUSY); "
+			  "threads of one node meet with dsm_barrier_threads");
+		return DSM_EBUSY;
+	}
 	t0 = dsm__now_ns();
 	e = dsm__release();
 	e2 = dsm__barrier_rounds(false);
@@ -121,5 +140,13 @@ DSM_EXPORT int dsm_barrier(void)
 	STAT_ADD(barrier_ns, (uint64_t)(dsm__now_ns() - t0));
 	DSM__DEBUG("barrier done in %.1f us: %s", (dsm__now_ns() - t0) / 1e3,
 		   e ? dsm_strerror(e) : "ok");
+	atomic_store(&B.busy, false);
 	return e;
+}
+
+DSM_EXPORT int dsm_barrier(void)
+{
+	if (dsm__closed())
+		return DSM_ECLOSED;
+	return dsm__barrier();
 }

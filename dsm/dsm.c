@@ -5,9 +5,9 @@
  *
  * The protocol itself lives in the other files of dsm/, one concept each
  * (internal.h has the map): home.c, fault.c, twin.c, news.c, release.c,
- * acquire.c, lock.c, barrier.c, bcast.c, atomic.c, alloc.c, membership.c,
- * wait.c; below them dsm/arena.c (allocation, placement) and dsm/diff.c
- * (the diff format).
+ * acquire.c, lock.c, barrier.c, tbarrier.c, bcast.c, atomic.c, alloc.c,
+ * membership.c, wait.c; below them dsm/arena.c (allocation, placement) and
+ * dsm/diff.c (the diff format).
  *
  * Threads: dsm_init and dsm_finalize from one application thread, while no
  * other thread uses the library; D is set once everything a handler needs

@@ -49,7 +49,9 @@
  * time per node; held across the network waits of that release or
  * acquire), then one of STRIPES mutexes per page (state changes of one
  * page), then the leaves: the dirty list, the cached list, the twin pool.
- * The lock manager's, the barrier's and sync_mu are leaves of their own.
+ * The lock manager's, the barrier's and sync_mu are leaves of their own;
+ * so is the thread barrier's (tbarrier.c), never held across the node
+ * barrier it runs.
  */
 #ifndef DSM_DSM_INTERNAL_H
 #define DSM_DSM_INTERNAL_H
@@ -459,7 +461,19 @@ int dsm__barrier_init(void);
 void dsm__barrier_fini(void);
 /* The barrier rounds; finalizing: nodes that are gone count as arrived. */
 int dsm__barrier_rounds(bool finalizing);
+/* The node barrier, for dsm_barrier and dsm_barrier_threads' last thread
+ * (D open): release, rounds, acquire. DSM_EBUSY (and nothing done) while
+ * another thread of this node is in it. */
+int dsm__barrier(void);
+/* A thread of this node is in dsm__barrier (tests). */
+bool dsm__barrier_busy(void);
 int dsm__h_barrier(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_barrier_msg *m);
+
+/* ---- thread barrier (tbarrier.c) ------------------------------------------- */
+
+/* Threads waiting in the dsm_barrier_threads round in progress, before its
+ * last one arrived (tests). */
+unsigned dsm__tbarrier_waiting(void);
 
 /* ---- broadcast (bcast.c) --------------------------------------------------- */
 

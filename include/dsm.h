@@ -101,11 +101,14 @@ DSM_EXPORT int dsm_last_error(void);
 /* ---- synchronisation ---------------------------------------------------- */
 /*
  * Memory model: release consistency for data-race-free programs, the
- * pthreads contract. Writes a node makes before dsm_unlock(L), dsm_barrier()
- * or dsm_bcast() (root) are visible to a node after its later dsm_lock(L),
- * after the same barrier, or after it received the broadcast, transitively.
- * Several nodes may write different bytes of one page between two
- * synchronisations; their writes merge.
+ * pthreads contract. Writes a node makes before dsm_unlock(L), dsm_barrier(),
+ * dsm_barrier_threads() or dsm_bcast() (root) are visible to a node after
+ * its later dsm_lock(L), after the same barrier, or after it received the
+ * broadcast, transitively. Several nodes may write different bytes of one
+ * page between two synchronisations; their writes merge. Releases and
+ * acquires are node-wide: they carry the writes of every thread of the
+ * node and refresh the node's copies for all its threads; between threads
+ * of one node the pthreads rules apply.
  */
 
 /* Collective: root's len bytes of buf are copied into buf on every other
@@ -118,12 +121,34 @@ DSM_EXPORT int dsm_last_error(void);
 DSM_EXPORT int dsm_bcast(void *buf, size_t len, int root);
 
 /* Collective: returns when every node has called it. Call it from one
- * thread per node. 0, or DSM_EPEERDEAD (a node died or left; see
- * dsm_dead_ranks). If this node's writes cannot all be delivered to their
- * homes (e.g. DSM_ENOMEM), the barrier still completes and returns that
- * error; the undelivered writes are kept and delivered by this node's next
- * barrier, unlock or broadcast (until then other nodes may not see them). */
+ * thread per node: each call is one barrier of the node, and a node that
+ * called it twice at once would be a barrier ahead of the others; a call
+ * while another thread of this node is in dsm_barrier (or in the node
+ * barrier of dsm_barrier_threads) returns DSM_EBUSY at once and does
+ * nothing. Threads of one node meet with dsm_barrier_threads. 0, or
+ * DSM_EPEERDEAD (a node died or left; see dsm_dead_ranks), DSM_EBUSY. If
+ * this node's writes cannot all be delivered to their homes (e.g.
+ * DSM_ENOMEM), the barrier still completes and returns that error; the
+ * undelivered writes are kept and delivered by this node's next barrier,
+ * unlock or broadcast (until then other nodes may not see them). */
 DSM_EXPORT int dsm_barrier(void);
+
+/* Collective over threads: every one of threads_per_node application
+ * threads of every node calls it (the same threads_per_node on a node);
+ * it returns when all threads of all nodes have arrived. Every write any
+ * thread of any node made before its call is visible to every thread of
+ * every node after it returns: the node's last thread to arrive runs the
+ * node barrier (dsm_barrier's release, barrier and acquire, which cover
+ * every thread of the node) while the others wait, then wakes them.
+ * Reusable at once, like a pthread barrier. Every thread of a node's round
+ * returns the same value: 0, or the node barrier's error (DSM_EPEERDEAD,
+ * DSM_ENOMEM, ...; DSM_EBUSY if another thread of the node was in
+ * dsm_barrier). DSM_EINVAL: threads_per_node is 0, or differs from that of
+ * the round in progress on this node (that call returns at once; the round
+ * goes on). DSM_ECLOSED: not initialised, or in a forked child. Nodes may
+ * run different numbers of threads; the threads in it on one node must not
+ * call dsm_barrier meanwhile. */
+DSM_EXPORT int dsm_barrier_threads(unsigned threads_per_node);
 
 /* Lock id (any 32-bit value; a lock needs no creation; its manager is node
  * id mod N, which queues waiters in FIFO order). Held by the calling

@@ -120,7 +120,7 @@ DSM_EXPORT void *dsm_malloc_placed(size_t size, enum dsm_placement where)
 		last_error = DSM_ECLOSED;
 		return NULL;
 	}
-	if ((unsigned)where > DSM_PLACE_FIRST_TOUCH) {
+	if ((unsigned)where > DSM_PLACE_ADAPTIVE) {
 		last_error = DSM_EINVAL;
 		return NULL;
 	}
@@ -148,10 +148,11 @@ DSM_EXPORT void *dsm_malloc(size_t size)
 /* DSM_PLACEMENT: what dsm_malloc uses for allocations of whole pages. */
 int dsm__placement_from_env(int *out)
 {
-	static const char *const names[] = { "local", "interleave", "blocked", "first-touch" };
+	static const char *const names[] = { "local", "interleave", "blocked", "first-touch",
+					     "adaptive" };
 	const char *v = dsm__env_str("DSM_PLACEMENT");
 
-	*out = DSM_PLACE_LOCAL;
+	*out = DSM_PLACE_ADAPTIVE;
 	if (!v)
 		return 0;
 	for (int i = 0; i < (int)DSM__ARRAY_SIZE(names); i++)
@@ -159,7 +160,8 @@ int dsm__placement_from_env(int *out)
 			*out = i;
 			return 0;
 		}
-	DSM__ERR("DSM_PLACEMENT: '%s' is not one of local, interleave, blocked, first-touch", v);
+	DSM__ERR("DSM_PLACEMENT: '%s' is not one of local, interleave, blocked, first-touch, "
+		 "adaptive", v);
 	return DSM_ECONFIG;
 }
 

@@ -167,6 +167,7 @@ int dsm__home_of(int place, int owner, int nodes, size_t npages, size_t i)
 		return DSM_EINVAL;
 	switch (place) {
 	case DSM__PLACE_LOCAL:
+	case DSM__PLACE_ADAPTIVE:
 		return owner;
 	case DSM__PLACE_INTERLEAVE:
 		return (int)(((size_t)owner + i % n) % n);
@@ -679,14 +680,15 @@ int dsm__arena_alloc(struct dsm__arena *a, size_t size, int place, void **out)
 	int err = 0;
 
 	*out = NULL;
-	if (!size || place < DSM__PLACE_LOCAL || place > DSM__PLACE_FIRST_TOUCH) {
+	if (!size || place < DSM__PLACE_LOCAL || place > DSM__PLACE_MAX) {
 		pthread_mutex_lock(&a->lock);
 		a->st.failed++;
 		pthread_mutex_unlock(&a->lock);
 		return DSM_EINVAL;
 	}
 	pthread_mutex_lock(&a->lock);
-	if (size <= DSM__ARENA_SMALL_MAX && place == DSM__PLACE_LOCAL) {
+	if (size <= DSM__ARENA_SMALL_MAX &&
+	    (place == DSM__PLACE_LOCAL || place == DSM__PLACE_ADAPTIVE)) {
 		p = small_alloc(a, size);
 	} else if (size <= (a->npages << a->page_shift)) {
 		struct touch *t = NULL;
@@ -975,7 +977,7 @@ static int check_locked(struct dsm__arena *a)
 			nlive++;
 			c.retired_pages += s->npages;
 		} else if (s->state == SPAN_RUN) {
-			CHECK(s->place <= DSM__PLACE_FIRST_TOUCH &&
+			CHECK(s->place <= DSM__PLACE_MAX &&
 			      !s->touch == (s->place != DSM__PLACE_FIRST_TOUCH), "placement");
 			nlive++;
 			c.large_pages += s->npages;

@@ -87,6 +87,10 @@ enum dsm__place {
 	DSM__PLACE_BLOCKED = 2,    /* N contiguous chunks, chunk k on node k */
 	DSM__PLACE_FIRST_TOUCH = 3, /* page by page, the node that touches it
 				     * first (dsm__arena_claim) */
+	DSM__PLACE_ADAPTIVE = 4,   /* on the allocating node, then wherever
+				    * home migration moves each page
+				    * (dsm/migrate.c) */
+	DSM__PLACE_MAX = DSM__PLACE_ADAPTIVE,
 };
 
 /* First-touch claims: the first claim of a node takes this many pages

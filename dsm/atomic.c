@@ -22,6 +22,7 @@ static int atomic_here(int64_t *addr, uint32_t op, int64_t a, int64_t b, int64_t
 	size_t idx = page_idx(addr);
 	int e;
 
+	dsm__home_learn_local(idx);
 	pthread_mutex_lock(stripe_of(idx));
 	*moved = dsm__home_here(idx);
 	if (*moved) {

@@ -49,6 +49,9 @@ static void set_homes(uintptr_t start, size_t npages, int place, unsigned owner,
 
 		if (h >= 0)
 			home_init(first + i, (uint32_t)h + 1);
+		/* (after the home: a node that finds the flag finds it) */
+		if (!small && place == DSM__PLACE_ADAPTIVE)
+			atomic_fetch_or(&D->meta[first + i].flags, F_MIGRATE);
 	}
 }
 
@@ -88,7 +91,7 @@ static int learn(const void *addr, unsigned owner, const struct dsm_rpc_home_of_
 		return rp->status < 0 && rp->status > DSM_ERRNO_MIN ? rp->status : DSM_EPROTO;
 	if (rp->owner != owner || rp->start < D->base || !in_region((void *)(uintptr_t)rp->start) ||
 	    rp->npages > D->npages - page_idx((void *)(uintptr_t)rp->start) ||
-	    rp->place > DSM__PLACE_FIRST_TOUCH || (uintptr_t)addr < rp->start ||
+	    rp->place > DSM__PLACE_MAX || (uintptr_t)addr < rp->start ||
 	    page_idx(addr) - page_idx((void *)(uintptr_t)rp->start) >= rp->npages)
 		return DSM_EPROTO;
 	if (rp->place != DSM__PLACE_FIRST_TOUCH) {
@@ -208,6 +211,15 @@ int dsm__home_open(size_t idx)
 /* Is page idx homed here, as far as this node knows (stripe held)? A page
  * asked of this node that it never looked up is: the asker computed or
  * learned this node as its home. 0: yes; else the home + 1 it moved to. */
+void dsm__home_learn_local(size_t idx)
+{
+	void *addr = page_addr(idx);
+
+	if (!atomic_load_explicit(&D->meta[idx].home1, memory_order_acquire) &&
+	    dsm__arena_owner(&D->region, addr) == (int)D->rank)
+		(void)dsm__page_home(idx, false);
+}
+
 uint32_t dsm__home_here(size_t idx)
 {
 	struct page_meta *m = &D->meta[idx];
@@ -237,6 +249,7 @@ int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 		struct page_meta *m = &D->meta[idx + i];
 		uint32_t moved;
 
+		dsm__home_learn_local(idx + i);
 		pthread_mutex_lock(stripe_of(idx + i));
 		moved = dsm__home_here(idx + i);
 		if (moved) {
@@ -374,6 +387,7 @@ int dsm__h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
 		}
 		idx = page_idx(page);
 		m = &D->meta[idx];
+		dsm__home_learn_local(idx);
 		pthread_mutex_lock(stripe_of(idx));
 		moved = dsm__home_here(idx);
 		if (moved) {

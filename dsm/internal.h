@@ -92,6 +92,7 @@ enum {
 			     * tells whether this node wrote it */
 	F_OFFER = 1u << 7,  /* its home offered it to this node: the next
 			     * write fault takes it (migrate.c) */
+	F_MIGRATE = 1u << 8, /* its home may move (DSM_PLACE_ADAPTIVE) */
 };
 
 /* What a node knows of one page of the region. */
@@ -274,6 +275,9 @@ int dsm__page_home(size_t idx, bool claim);
  * it is homed here (a page never looked up here becomes so), else the
  * home + 1 it migrated to. */
 uint32_t dsm__home_here(size_t idx);
+/* Before dsm__home_here (no stripe held): a page this node never looked
+ * up, in an allocation of its own arena, learns its placement locally. */
+void dsm__home_learn_local(size_t idx);
 /* Make home page idx present with access if it is not (under its stripe). */
 int dsm__home_present(size_t idx, int access);
 /* Make home page idx writable and dirty (under its stripe). */

@@ -25,7 +25,11 @@
  *    took goes around again, bounded (MOVE_TRIES).
  *  - dsm_home_of follows the pointers (where) to the node that holds the
  *    master now.
- * DSM_MIGRATE=0 turns it off (no offers; takes refused).
+ * Only pages of DSM_PLACE_ADAPTIVE allocations move (F_MIGRATE, from the
+ * placement the arena's owner tells; dsm_malloc's default): the other
+ * placements say where a page lives, and a program may rely on it (data
+ * kept on the nodes that survive another's crash). DSM_MIGRATE=0 turns it
+ * off (no offers; takes refused).
  *
  * Threads: the home side (streaks, take, where) inline on the receiving
  * thread under the page's stripe; take's asking side in the write fault
@@ -37,7 +41,11 @@
 #include "diff.h"
 #include "internal.h"
 
-#define MIG_STREAK 2    /* releases in a row by one writer before an offer */
+/* Releases in a row by one writer, with nothing written by anyone else in
+ * between, before an offer. 3: where several nodes write a page in every
+ * round between barriers, or take a lock in turn, one of them can be last
+ * in one round and first in the next (2 in a row), never 3. */
+#define MIG_STREAK 3
 #define OFFER_BATCH 512 /* pages per offer message (dsm.rpc's bound) */
 #define MOVE_TRIES 1000 /* redirects followed before giving up */
 #define WHERE_HOPS 64   /* pointers dsm_home_of follows */
@@ -60,7 +68,7 @@ bool dsm__mig_note_write(size_t idx, unsigned w)
 {
 	struct page_meta *m = &D->meta[idx];
 
-	if (!migrate_on || w == D->rank)
+	if (!migrate_on || w == D->rank || !(atomic_load(&m->flags) & F_MIGRATE))
 		return false;
 	if (m->mig_w1 != w + 1) {
 		m->mig_w1 = (uint16_t)(w + 1 < UINT16_MAX ? w + 1 : 0);
@@ -147,8 +155,9 @@ int dsm__h_take(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_take_req *rq,
 		rp->moved = h1;
 		goto out;
 	}
-	if (!migrate_on || a < 0 || a == DSM__PAGER_NONE || ((fl & F_DIRTY) && !m->twin))
-		goto out; /* written here since the release */
+	if (!migrate_on || !(fl & F_MIGRATE) || a < 0 || a == DSM__PAGER_NONE ||
+	    ((fl & F_DIRTY) && !m->twin))
+		goto out; /* pinned, or written here since the release */
 	/* from here no write of this node's threads can land unseen */
 	if (a == DSM__PAGER_RW) {
 		e = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_READ);
@@ -243,6 +252,7 @@ static int take_install(size_t idx, unsigned h, const uint8_t *data, uint64_t re
 	m->mig_n = 0;
 	(void)h;
 	atomic_fetch_and(&m->flags, ~(uint32_t)(F_CACHED | F_OTHERS | F_OFFER | F_HTWIN));
+	atomic_fetch_or(&m->flags, F_MIGRATE);
 	atomic_store(&m->home1, D->rank + 1);
 	return 0;
 }

@@ -62,6 +62,11 @@ enum dsm_placement {
 	DSM_PLACE_FIRST_TOUCH = 3, /* each page on the node that touches it
 				    * first (with a few pages after it, more
 				    * when that node goes on in order) */
+	DSM_PLACE_ADAPTIVE = 4,   /* on the allocating node at first; then a
+				   * page one node keeps writing moves its
+				   * home to that node (home migration). The
+				   * default of dsm_malloc/dsm_calloc; the
+				   * other placements stay where they are */
 };
 
 /* Allocate size bytes of shared memory, 16-byte aligned (page aligned from

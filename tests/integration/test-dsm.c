@@ -32,15 +32,16 @@
  *                 have no home; every Nth page touched by node i mod N is
  *                 homed there; blocks written each by its node are homed
  *                 there (past a neighbour's claim run) without diffs
- *   migrate       home migration (DSM_MIGRATE, default on): rank 0 allocates
- *                 and zeroes an array; each node rewrites its own block
+ *   migrate       home migration (DSM_PLACE_ADAPTIVE, DSM_MIGRATE): rank 0
+ *                 allocates and zeroes an array; each node rewrites its own block
  *                 (blocks not page aligned: boundary pages have two
  *                 writers) round after round, every node checks all of
  *                 it after each barrier; the inner pages of a block end up
  *                 homed at its writer (dsm_home_of, dsm_stats), others ask
  *                 the old home and are sent on; then the blocks rotate
  *                 (every page moves again) and a lock-protected counter
- *                 travels between nodes; with DSM_MIGRATE=0 nothing moves
+ *                 travels between nodes; with DSM_MIGRATE=0 nothing moves,
+ *                 and a DSM_PLACE_LOCAL array written the same way stays
  *   misuse        re-locking a held lock, unlocking another thread's or a
  *                 free lock, broadcasts whose roots or lengths differ
  *                 between nodes: the exact error on every node, no hang;
@@ -1788,11 +1789,20 @@ static void scenario_migrate(void)
 	bool on = env_long("DSM_MIGRATE", 1, 0, 1) != 0;
 	/* blocks of MG_PAGES pages less a quarter page: not page aligned */
 	size_t per = (MG_PAGES * pg - pg / 4) / 8, words = per * (size_t)nodes;
-	uint64_t *a = shared_alloc(words * 8, DSM_PLACE_LOCAL, 0, true);
-	int64_t *ctr = shared_alloc(pg, DSM_PLACE_LOCAL, 0, true);
+	uint64_t *a = shared_alloc(words * 8, DSM_PLACE_ADAPTIVE, 0, true);
+	uint64_t *pin = shared_alloc(words * 8, DSM_PLACE_LOCAL, 0, true);
+	int64_t *ctr = shared_alloc(pg, DSM_PLACE_ADAPTIVE, 0, true);
 	struct dsm_stats s0, s1;
 	int round = 0;
 
+	/* explicitly placed: written the same way, it stays at rank 0 */
+	for (int r = 0; r < MG_ROUNDS; r++)
+		mg_round(pin, words, round++, 0);
+	for (size_t i = 0; i < words * 8; i += pg)
+		if (dsm_home_of((uint8_t *)pin + i) != 0)
+			bad("home of a DSM_PLACE_LOCAL page", i / pg, (uint8_t *)pin + i, 0,
+			    (uint64_t)(int64_t)dsm_home_of((uint8_t *)pin + i), -1);
+	check_done("explicitly placed pages stay");
 	CK(dsm_stats(&s0));
 	for (int r = 0; r < MG_ROUNDS; r++)
 		mg_round(a, words, round++, 0);

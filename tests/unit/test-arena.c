@@ -644,7 +644,7 @@ START_TEST(arena_zero_and_too_big)
 	p = (void *)1;
 	ck_assert_int_eq(dsm__arena_alloc(a, 0, DSM__PLACE_BLOCKED, &p), DSM_EINVAL);
 	ck_assert_ptr_null(p);
-	ck_assert_int_eq(dsm__arena_alloc(a, 10, 4, &p), DSM_EINVAL);
+	ck_assert_int_eq(dsm__arena_alloc(a, 10, DSM__PLACE_MAX + 1, &p), DSM_EINVAL);
 	ck_assert_int_eq(dsm__arena_alloc(a, 10, -1, &p), DSM_EINVAL);
 	ck_assert_int_eq(dsm__arena_alloc(a, r.arena_size + 1, 0, &p), DSM_ENOMEM);
 	ck_assert_ptr_null(p);

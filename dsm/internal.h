@@ -13,6 +13,10 @@
  *  - Every page has a home (from its allocation's placement) whose copy is
  *    the master. Other nodes learn a page's home once from the arena's
  *    owner and keep it in the page's metadata.                  (home.c)
+ *  - A page of an adaptive allocation that one node keeps writing alone
+ *    moves its home there (offer, take); the old home keeps a pointer and
+ *    sends fetches, atomics and diffs on, so others learn lazily.
+ *                                                            (migrate.c)
  *  - Read fault on a page homed elsewhere: fetch it (with fetch-ahead when
  *    the node reads sequentially), install it read-only; the home records
  *    the node as a reader of the page. Write fault: homed elsewhere: keep a

@@ -306,7 +306,6 @@ int dsm__h_diffs(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_diffs_req *rq,
 /* ---- home migration (migrate.c) -------------------------------------------- */
 
 int dsm__migrate_init(void);
-bool dsm__migrate_enabled(void);
 /* Home side, stripe held: a released write of node w to page idx was
  * applied; true when the page is to be offered to w. */
 bool dsm__mig_note_write(size_t idx, unsigned w);

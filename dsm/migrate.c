@@ -57,11 +57,6 @@ int dsm__migrate_init(void)
 	return dsm__env_bool("DSM_MIGRATE", true, &migrate_on);
 }
 
-bool dsm__migrate_enabled(void)
-{
-	return migrate_on;
-}
-
 /* ---- the home: streaks and offers ----------------------------------------- */
 
 bool dsm__mig_note_write(size_t idx, unsigned w)
@@ -205,9 +200,10 @@ out:
 	return e;
 }
 
-/* Install the master data of page idx, taken from node h, as this node's
- * own page, writable (stripe held). */
-static int take_install(size_t idx, unsigned h, const uint8_t *data, uint64_t readers)
+/* Install the master data of page idx, just taken, as this node's own
+ * page, writable (stripe held). The old home is not among its readers: it
+ * keeps a copy marked stale, dropped at its next acquire. */
+static int take_install(size_t idx, const uint8_t *data, uint64_t readers)
 {
 	struct page_meta *m = &D->meta[idx];
 	void *page = page_addr(idx);
@@ -250,7 +246,6 @@ static int take_install(size_t idx, unsigned h, const uint8_t *data, uint64_t re
 		m->readers &= ~(1ull << D->rank);
 	m->mig_w1 = 0;
 	m->mig_n = 0;
-	(void)h;
 	atomic_fetch_and(&m->flags, ~(uint32_t)(F_CACHED | F_OTHERS | F_OFFER | F_HTWIN));
 	atomic_fetch_or(&m->flags, F_MIGRATE);
 	atomic_store(&m->home1, D->rank + 1);
@@ -283,7 +278,7 @@ static void take_done(void *arg, int status, const void *rep)
 		r = DSM_EPROTO;
 	} else {
 		pthread_mutex_lock(stripe_of(tc->idx));
-		r = take_install(tc->idx, tc->h, rp->data.ptr, rp->readers);
+		r = take_install(tc->idx, rp->data.ptr, rp->readers);
 		pthread_mutex_unlock(stripe_of(tc->idx));
 	}
 	tc->result = r;

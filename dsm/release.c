@@ -331,7 +331,11 @@ static int release_own(size_t idx, struct page_meta *m, struct news *nw)
 			return e;
 	}
 	if (m->twin) {
-		wrote = memcmp(page_addr(idx), m->twin, D->ps) != 0;
+		/* not present: freed meanwhile (forget drops the range before
+		 * it takes each page's stripe); touching it would fault on
+		 * this stripe */
+		wrote = dsm__pager_access(D->pg, page_addr(idx)) > DSM__PAGER_NONE &&
+			memcmp(page_addr(idx), m->twin, D->ps) != 0;
 		if (wrote)
 			dsm__mig_home_wrote(idx);
 		dsm__twin_put(m->twin);

@@ -4,8 +4,9 @@
  * callbacks on its service threads:
  *  - read fault: a page homed here is made present (dsm__home_fresh, or
  *    dsm__home_present); a page homed elsewhere is fetched from its home and
- *    installed read-only, with the pages after it when this node reads in
- *    order (fetch-ahead, up to DSM_FETCH_AHEAD pages per request, at most
+ *    installed read-only, with the pages after it when this node goes
+ *    through pages in order, one stream or several interleaved
+ *    (fetch-ahead, up to DSM_FETCH_AHEAD pages per request, at most
  *    what the fetch reply's bound in dsm.rpc holds: dsm__fetch_max_pages,
  *    and never past the allocation the faulting page belongs to: a reply
  *    is installed by the faulting thread after the receiving thread may
@@ -14,7 +15,9 @@
  *    reuse);
  *  - write fault: a page homed here becomes writable and dirty; a copy
  *    becomes writable after a twin is kept (twin.c); a page not present is
- *    fetched first.
+ *    fetched first, with the same fetch-ahead, its pages installed
+ *    writable too (each with its twin), since a node that stores in order
+ *    stores into them next.
  * A fault that cannot be served (its home is dead) ends in the fatal
  * handler (dsm_set_fault_handler), the one place the library ends a
  * process.
@@ -120,7 +123,11 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 			STAT_ADD(prefetched, count - 1);
 		for (i = 0; i < count; i++) {
 			struct page_meta *m = &D->meta[idx + i];
-			int a = i ? DSM__PAGER_READ : access;
+			/* a store's fetch-ahead is written next: writable (with
+			 * its twin) unless its home offered it to this node, so
+			 * that its own write fault takes it (migrate.c) */
+			int a = i && (access == DSM__PAGER_READ ||
+				      (atomic_load(&m->flags) & F_OFFER)) ? DSM__PAGER_READ : access;
 
 			pthread_mutex_lock(stripe_of(idx + i));
 			if (atomic_load(&m->home1) == D->rank + 1) {
@@ -143,12 +150,12 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 				 * dsm__twin_start); a page that is not present
 				 * has no twin */
 				if (a == DSM__PAGER_RW)
-					e = dsm__twin_start(idx, rp.data.ptr);
+					e = dsm__twin_start(idx + i, rp.data.ptr + i * D->ps);
 				if (!e) {
 					e = dsm__pager_install(D->pg, page_addr(idx + i),
 							       rp.data.ptr + i * D->ps, a);
 					if (e && a == DSM__PAGER_RW)
-						dsm__twin_cancel(idx);
+						dsm__twin_cancel(idx + i);
 				}
 				if (e)
 					atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
@@ -167,18 +174,42 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 	}
 }
 
+/* How many copies of pages of home h this node holds right before page
+ * idx, in idx's allocation, up to max: a stream this node goes through in
+ * ascending order, whichever else it touches in between. */
+static unsigned stream_behind(size_t idx, unsigned h, unsigned max)
+{
+	unsigned k = 0;
+
+	while (k < max && idx > k &&
+	       !(atomic_load_explicit(&D->meta[idx - k].flags, memory_order_relaxed) & F_XSTART)) {
+		struct page_meta *m = &D->meta[idx - k - 1];
+
+		if (atomic_load_explicit(&m->home1, memory_order_relaxed) != h + 1 ||
+		    !(atomic_load_explicit(&m->flags, memory_order_relaxed) & F_CACHED))
+			break;
+		k++;
+	}
+	return k;
+}
+
 /* How many pages to fetch from idx (homed at h): more than one when this
- * node reads pages in order. */
+ * node goes through pages in ascending order: the faults come in order
+ * (the window doubles at each), or the copies right before idx are here
+ * (twice as many as there are, several streams interleaved). */
 static size_t fetch_ahead(size_t idx, unsigned h)
 {
 	size_t expect = atomic_load_explicit(&FA.next_seq, memory_order_relaxed);
 	unsigned w = atomic_load_explicit(&FA.window, memory_order_relaxed);
+	unsigned k = stream_behind(idx, h, FA.max);
 	size_t n = 1;
 
 	if (idx == expect && expect)
 		w = w * 2 < FA.max ? (w ? w * 2 : 2) : FA.max;
 	else
 		w = 1;
+	if (2 * k > w)
+		w = 2 * k < FA.max ? 2 * k : FA.max;
 	while (n < w && idx + n < D->npages) {
 		struct page_meta *m = &D->meta[idx + n];
 
@@ -271,7 +302,8 @@ int dsm__cb_write_fault(void *arg, void *page, bool present)
 			continue; /* not taken: as usual */
 		}
 		if (!present) {
-			e = fetch_install(idx, (unsigned)h, 1, DSM__PAGER_RW);
+			e = fetch_install(idx, (unsigned)h, fetch_ahead(idx, (unsigned)h),
+					  DSM__PAGER_RW);
 			if (e == MOVED)
 				continue;
 			return e;

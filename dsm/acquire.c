@@ -13,8 +13,9 @@
  *
  * Threads: application threads. release_mu is held for the whole acquire
  * (no release of this node has diffs in flight, so a dropped page fetched
- * again reflects every write this node released); each dropped page's
- * stripe while it is dropped; cached_mu (a leaf) for the list.
+ * again reflects every write this node released); the stale copies are
+ * sorted and dropped in runs of consecutive pages, one call per run, under
+ * the run's stripes (runs.c); cached_mu (a leaf) for the list.
  */
 #include <inttypes.h>
 
@@ -72,10 +73,64 @@ int dsm__cached_enter(size_t idx, uint32_t fl, uint64_t epoch)
 	return 0;
 }
 
+/* Drop the copies [first, first + n) that others wrote (release_mu held):
+ * under their stripes, a copy written here since the last release sends
+ * its diff first; then the installed ones are dropped with one call per
+ * stretch (runs.c). The first error. */
+static int drop_run(size_t first, size_t n)
+{
+	bool sel[DSM__RUN_MAX], keep[DSM__RUN_MAX];
+	size_t k;
+	int e = 0, e2;
+
+	dsm__run_lock(first, n);
+	for (k = 0; k < n; k++) {
+		size_t idx = first + k;
+		struct page_meta *m = &D->meta[idx];
+		uint32_t fl = atomic_load(&m->flags);
+
+		sel[k] = keep[k] = false;
+		if ((fl & F_CACHED) && (fl & F_DIRTY) && m->twin) {
+			/* Written here since the last release (another thread's
+			 * critical section): its diff goes to the home now, on
+			 * the channel any later fetch of the page takes too, so
+			 * the home applies it before it serves the page again.
+			 * If it cannot, the copy stays (dirty, stale, on the
+			 * list): dropped at a later acquire. */
+			e2 = dsm__release_dropped(idx);
+			if (e2) {
+				if (!e)
+					e = e2;
+				if (vec_push(&A.cached, idx))
+					DSM__ERR("page %p: neither released nor kept for the next "
+						 "acquire: out of memory", page_addr(idx));
+				keep[k] = true;
+				continue;
+			}
+		}
+		sel[k] = (fl & F_CACHED) != 0;
+	}
+	e2 = dsm__run_apply(first, n, sel, DSM__PAGER_NONE);
+	if (e2 && !e)
+		e = e2;
+	for (k = 0; k < n; k++) {
+		struct page_meta *m = &D->meta[first + k];
+
+		if (keep[k])
+			continue;
+		if (sel[k])
+			STAT_INC(invalidations);
+		/* the next copy is fresh: dropped again only on news */
+		atomic_fetch_and(&m->flags, ~(uint32_t)(F_CACHED | F_OTHERS | F_INLIST));
+	}
+	dsm__run_unlock(first, n);
+	return e;
+}
+
 int dsm__acquire(void)
 {
 	struct vec tmp;
-	size_t i;
+	size_t i, j;
 	int e = 0, e2;
 
 	pthread_mutex_lock(&D->release_mu);
@@ -101,41 +156,12 @@ int dsm__acquire(void)
 	A.keep = tmp;
 	pthread_mutex_unlock(&A.mu);
 
-	for (i = 0; i < A.drop.n; i++) {
-		size_t idx = A.drop.v[i];
-		struct page_meta *m = &D->meta[idx];
-		void *page = page_addr(idx);
-		uint32_t fl;
-
-		pthread_mutex_lock(stripe_of(idx));
-		fl = atomic_load(&m->flags);
-		if ((fl & F_CACHED) && (fl & F_DIRTY) && m->twin) {
-			/* Written here since the last release (another thread's
-			 * critical section): its diff goes to the home now, on
-			 * the channel any later fetch of the page takes too, so
-			 * the home applies it before it serves the page again.
-			 * If it cannot, the copy stays (dirty, stale, on the
-			 * list): dropped at a later acquire. */
-			e2 = dsm__release_dropped(idx);
-			if (e2) {
-				if (!e)
-					e = e2;
-				if (vec_push(&A.cached, idx))
-					DSM__ERR("page %p: neither released nor kept for the next "
-						 "acquire: out of memory", page);
-				pthread_mutex_unlock(stripe_of(idx));
-				continue;
-			}
-		}
-		if (fl & F_CACHED) {
-			e2 = dsm__pager_drop(D->pg, page, D->ps);
-			if (e2 && !e)
-				e = e2;
-			STAT_INC(invalidations);
-		}
-		/* the next copy is fresh: dropped again only on news */
-		atomic_fetch_and(&m->flags, ~(uint32_t)(F_CACHED | F_OTHERS | F_INLIST));
-		pthread_mutex_unlock(stripe_of(idx));
+	dsm__pages_sort(&A.drop);
+	for (i = 0; i < A.drop.n; i = j) {
+		j = dsm__run_end(&A.drop, i);
+		e2 = drop_run(A.drop.v[i], j - i);
+		if (e2 && !e)
+			e = e2;
 	}
 	if (A.drop.n)
 		DSM__DEBUG("acquire: dropped %zu copied page(s) others write, kept %zu",

@@ -52,7 +52,9 @@
  * (free). Lock order, outer first: release_mu (one release or acquire at a
  * time per node; held across the network waits of that release or
  * acquire), then one of STRIPES mutexes per page (state changes of one
- * page), then the leaves: the dirty list, the cached list, the twin pool.
+ * page; a release, an acquire or a fetch's home holds the stripes of a
+ * run of pages at once, taken in ascending stripe order: runs.c), then
+ * the leaves: the dirty list, the cached list, the twin pool.
  * The lock manager's, the barrier's and sync_mu are leaves of their own;
  * so is the thread barrier's (tbarrier.c), never held across the node
  * barrier it runs.
@@ -97,6 +99,8 @@ enum {
 	F_OFFER = 1u << 7,  /* its home offered it to this node: the next
 			     * write fault takes it (migrate.c) */
 	F_MIGRATE = 1u << 8, /* its home may move (DSM_PLACE_ADAPTIVE) */
+	F_HWROTE = 1u << 9, /* an F_HTWIN page served while it differed from
+			     * its twin: this node wrote it (home.c) */
 };
 
 /* What a node knows of one page of the region. */
@@ -220,6 +224,24 @@ static inline void vec_free(struct vec *v)
 	free(v->v);
 	memset(v, 0, sizeof(*v));
 }
+
+/* ---- runs of pages (runs.c) ------------------------------------------------ */
+
+/* Sort v ascending and drop repeated indexes. */
+void dsm__pages_sort(struct vec *v);
+#define DSM__RUN_MAX 64 /* pages per run (runs.c) */
+
+/* The end of the run of consecutive pages of sorted v from v[i]: at most
+ * DSM__RUN_MAX pages. */
+size_t dsm__run_end(const struct vec *v, size_t i);
+/* Take (release) the stripes of pages [first, first + n), n <= STRIPES, in
+ * the one order every multi-stripe holder uses (ascending stripe). */
+void dsm__run_lock(size_t first, size_t n);
+void dsm__run_unlock(size_t first, size_t n);
+/* Give access (DSM__PAGER_READ, or NONE: drop) to the pages first + k with
+ * sel[k], k < n, one pager call per stretch of selected pages; stripes
+ * held. The first error. */
+int dsm__run_apply(size_t first, size_t n, const bool *sel, int access);
 
 /* ---- waiting (wait.c) ------------------------------------------------------ */
 

@@ -167,7 +167,7 @@ int dsm__h_take(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_take_req *rq,
 		}
 		dsm__twin_put(m->twin);
 		m->twin = NULL;
-		atomic_fetch_and(&m->flags, ~(uint32_t)(F_HTWIN | F_DIRTY));
+		atomic_fetch_and(&m->flags, ~(uint32_t)(F_HTWIN | F_HWROTE | F_DIRTY));
 	}
 	/* This node keeps its copy, read-only and stale: not a reader of the
 	 * new home (its writes are not told here), it is dropped at the next
@@ -246,7 +246,7 @@ static int take_install(size_t idx, const uint8_t *data, uint64_t readers)
 		m->readers &= ~(1ull << D->rank);
 	m->mig_w1 = 0;
 	m->mig_n = 0;
-	atomic_fetch_and(&m->flags, ~(uint32_t)(F_CACHED | F_OTHERS | F_OFFER | F_HTWIN));
+	atomic_fetch_and(&m->flags, ~(uint32_t)(F_CACHED | F_OTHERS | F_OFFER | F_HTWIN | F_HWROTE));
 	atomic_fetch_or(&m->flags, F_MIGRATE);
 	atomic_store(&m->home1, D->rank + 1);
 	return 0;

@@ -3,7 +3,11 @@
  * acquire anywhere (unlock, barrier, bcast at the root, finalize).
  *
  * Every written page is on the dirty list (dsm__dirty_mark, called before
- * the page becomes writable). A release takes the list, and for each page:
+ * the page becomes writable). A release takes the list, sorts it, and
+ * handles it in runs of consecutive pages under their stripes (runs.c):
+ * first the pages to write-protect, with one call per stretch (a
+ * protection taken away costs a TLB flush on every CPU running this
+ * process), then each page:
  *  - a copy of a page homed elsewhere: write-protect it, diff it against
  *    its twin (dsm/diff.h) into the batch for its home (a diffs message of
  *    up to DIFF_BATCH bytes, sent as soon as it is full);
@@ -32,9 +36,9 @@
  *
  * Threads: application threads. release_mu serialises releases and
  * acquires of this node and is held across the wait for the homes' and
- * readers' acknowledgements (other threads' releases queue behind it); the
- * page's stripe is held while it is protected and diffed, never across the
- * network. Batch completions run on the receiving thread and only record
+ * readers' acknowledgements (other threads' releases queue behind it); a
+ * run's stripes are held while its pages are protected and diffed, never
+ * across the network. Batch completions run on the receiving thread and only record
  * their status.
  */
 #include <inttypes.h>
@@ -69,6 +73,7 @@ static struct {
 	bool *failed;            /* per home, while settling */
 	uint8_t *diff_tmp;       /* one encoded diff */
 	struct vec news_pages;   /* own pages whose news is being told */
+	struct vec pages;        /* the dirty list taken, sorted */
 } R;
 
 int dsm__release_init(void)
@@ -110,6 +115,7 @@ void dsm__release_fini(void)
 	batch_list_free(R.pool);
 	free(R.diff_tmp);
 	vec_free(&R.news_pages);
+	vec_free(&R.pages);
 	pthread_mutex_destroy(&R.dirty_mu);
 	memset(&R, 0, sizeof(R));
 }
@@ -334,13 +340,14 @@ static int release_own(size_t idx, struct page_meta *m, struct news *nw)
 		/* not present: freed meanwhile (forget drops the range before
 		 * it takes each page's stripe); touching it would fault on
 		 * this stripe */
-		wrote = dsm__pager_access(D->pg, page_addr(idx)) > DSM__PAGER_NONE &&
-			memcmp(page_addr(idx), m->twin, D->ps) != 0;
+		wrote = (atomic_load(&m->flags) & F_HWROTE) ||
+			(dsm__pager_access(D->pg, page_addr(idx)) > DSM__PAGER_NONE &&
+			 memcmp(page_addr(idx), m->twin, D->ps) != 0);
 		if (wrote)
 			dsm__mig_home_wrote(idx);
 		dsm__twin_put(m->twin);
 		m->twin = NULL;
-		atomic_fetch_and(&m->flags, ~(uint32_t)F_HTWIN);
+		atomic_fetch_and(&m->flags, ~(uint32_t)(F_HTWIN | F_HWROTE));
 	}
 	if (m->readers && wrote) {
 		e = dsm__register_write(idx, D->rank, nw);
@@ -368,6 +375,44 @@ static void news_failed(void)
 	}
 }
 
+/* Release pages [first, first + n), all taken off the dirty list: the
+ * ones to write-protect first, with one call per stretch (runs.c), then
+ * each page as a copy or as this node's own. A page that fails goes back
+ * on the list; *err keeps the first error. */
+static void release_run(size_t first, size_t n, struct news *nw, int *err, size_t *npages)
+{
+	bool sel[DSM__RUN_MAX];
+	size_t k;
+	int e2;
+
+	dsm__run_lock(first, n);
+	for (k = 0; k < n; k++) {
+		struct page_meta *m = &D->meta[first + k];
+		/* off the list: a write from now on puts it on the next one */
+		uint32_t fl = atomic_fetch_and(&m->flags, ~(uint32_t)F_DLIST);
+
+		sel[k] = (fl & F_DIRTY) && ((m->twin && !(fl & F_HTWIN)) || m->readers);
+	}
+	/* what fails here fails again page by page below, and is kept */
+	(void)dsm__run_apply(first, n, sel, DSM__PAGER_READ);
+	for (k = 0; k < n; k++) {
+		size_t idx = first + k;
+		struct page_meta *m = &D->meta[idx];
+
+		if (!(atomic_load(&m->flags) & F_DIRTY))
+			continue;
+		e2 = m->twin && !(atomic_load(&m->flags) & F_HTWIN) ? release_copy(idx, m)
+								       : release_own(idx, m, nw);
+		if (e2) {
+			dsm__dirty_mark(idx);
+			if (!*err)
+				*err = e2;
+		}
+		(*npages)++;
+	}
+	dsm__run_unlock(first, n);
+}
+
 int dsm__release(void)
 {
 	struct news nw = NEWS_INIT;
@@ -386,25 +431,19 @@ int dsm__release(void)
 	}
 	batches_resend();
 	R.news_pages.n = 0;
+	R.pages.n = 0;
 	while (next) {
 		size_t idx = next - 1;
-		struct page_meta *m = &D->meta[idx];
 
-		pthread_mutex_lock(stripe_of(idx));
-		next = m->dnext;
-		/* off the list: a write from now on puts it on the next one */
-		atomic_fetch_and(&m->flags, ~(uint32_t)F_DLIST);
-		if (atomic_load(&m->flags) & F_DIRTY) {
-			e2 = m->twin && !(atomic_load(&m->flags) & F_HTWIN) ?
-				     release_copy(idx, m) : release_own(idx, m, &nw);
-			if (e2) {
-				dsm__dirty_mark(idx);
-				if (!e)
-					e = e2;
-			}
-			npages++;
-		}
-		pthread_mutex_unlock(stripe_of(idx));
+		/* nobody else links a page while it is on a list (F_DLIST) */
+		next = D->meta[idx].dnext;
+		if (vec_push(&R.pages, idx))
+			release_run(idx, 1, &nw, &e, &npages); /* out of memory: alone */
+	}
+	dsm__pages_sort(&R.pages);
+	for (size_t i = 0, j; i < R.pages.n; i = j) {
+		j = dsm__run_end(&R.pages, i);
+		release_run(R.pages.v[i], j - i, &nw, &e, &npages);
 	}
 	DSM__DEBUG("release: %zu dirty page(s), news for %zu reader page(s)", npages, nw.total);
 	dsm__wg_init(&news_wg);

@@ -1987,7 +1987,7 @@ static const struct scenario scenarios[] = {
 	  G_QUICK, 2, K_NET, "drop=0.1,dup=0.2,corrupt=0.05,reorder=0.3,delay_ms=0-20", W_DSM, 3,
 	  20, 10, 0, 0, 0, 240, NULL, "migrate,threads" },
 	{ "kill-migrate", "SIGKILL a node while homes migrate (test-dsm migrate,threads)",
-	  G_QUICK, 3, K_KILL, NULL, W_DSM, 4, 300, 1000, 0, 0, 0, 30, NULL, "migrate,threads" },
+	  G_QUICK, 3, K_KILL, NULL, W_DSM, 4, 800, 1000, 0, 0, 0, 30, NULL, "migrate,threads" },
 	{ "loss-30-big", "30% loss, matmul -N 1024 and test-dsm on 4 nodes", 0, 1, K_NET,
 	  "drop=0.3", W_DSM | W_MATMUL, 4, 200, 10, 4, 1024, 0, 300, NULL },
 	{ "all-big", "every fault at once, matmul -N 768 on 4 nodes", 0, 1, K_NET,

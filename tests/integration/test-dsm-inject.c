@@ -366,7 +366,10 @@ static void scenario_protect(void)
 	CK(dsm_barrier());
 	if (me == 1) {
 		fill(a, n, 5);
-		inject_protect(3); /* the first pages of the release */
+		/* every write-protect of the release fails: the one call for
+		 * the run of written pages, its retry page by page, and each
+		 * page's own before its diff */
+		inject_protect(2 * NPAGES + 1);
 		EXPECT(dsm_barrier(), DSM_ENOMEM);
 		if (atomic_load(&inj_hits) < 1)
 			die("the pager's protect was not called");

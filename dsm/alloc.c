@@ -19,32 +19,36 @@ static _Thread_local int last_error;
 
 static void forget_local(uintptr_t start, size_t npages)
 {
-	size_t first = page_idx((void *)start), i;
+	size_t first = page_idx((void *)start), i, j, n;
 
 	if (first >= D->npages)
 		return;
 	if (npages > D->npages - first)
 		npages = D->npages - first;
-	/* One call for the range: a page at a time, a large free kept the
-	 * network thread (this runs inline) busy for most of a second. The
-	 * program freed the memory: nobody may touch it meanwhile. */
-	dsm__pager_drop(D->pg, (void *)start, npages * D->ps);
-	for (i = 0; i < npages; i++) {
-		struct page_meta *m = &D->meta[first + i];
+	/* A run of pages per call, under the run's stripes (runs.c): a page
+	 * at a time, a large free kept the network thread (this runs inline)
+	 * busy for most of a second; without the stripes, a page could go
+	 * while a release that checked it was present reads it (that read
+	 * then faults, and the fault waits for the stripe the release
+	 * holds). The program freed the memory: nobody else may touch it. */
+	for (i = 0; i < npages; i += n) {
+		n = DSM__MIN(npages - i, (size_t)DSM__RUN_MAX);
+		dsm__run_lock(first + i, n);
+		dsm__pager_drop(D->pg, page_addr(first + i), n * D->ps);
+		for (j = i; j < i + n; j++) {
+			struct page_meta *m = &D->meta[first + j];
 
-		if (!atomic_load_explicit(&m->flags, memory_order_relaxed) && !m->twin &&
-		    !atomic_load_explicit(&m->home1, memory_order_relaxed) && !m->readers)
-			continue;
-		pthread_mutex_lock(stripe_of(first + i));
-		if (m->twin) {
-			dsm__twin_put(m->twin);
-			m->twin = NULL;
+			if (m->twin) {
+				dsm__twin_put(m->twin);
+				m->twin = NULL;
+			}
+			/* list memberships stay: the lists are walked, not
+			 * searched */
+			atomic_fetch_and(&m->flags, F_INLIST | F_DLIST);
+			atomic_store(&m->home1, 0);
+			m->readers = 0;
 		}
-		/* list memberships stay: the lists are walked, not searched */
-		atomic_fetch_and(&m->flags, F_INLIST | F_DLIST);
-		atomic_store(&m->home1, 0);
-		m->readers = 0;
-		pthread_mutex_unlock(stripe_of(first + i));
+		dsm__run_unlock(first + i, n);
 	}
 }
 

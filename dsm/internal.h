@@ -406,6 +406,9 @@ int dsm__twin_start(size_t idx, const void *contents);
 /* Undo a dsm__twin_start that made a fresh twin (the page could not be
  * made writable): no twin, not dirty (it may stay on the list: a release
  * skips it). */
+/* A twin holding a copy of contents (not attached to any page); NULL when
+ * out of memory. Back with dsm__twin_put. */
+void *dsm__twin_take(const void *contents);
 void dsm__twin_cancel(size_t idx);
 /* Give a twin back to the pool. */
 void dsm__twin_put(void *t);

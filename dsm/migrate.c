@@ -160,7 +160,7 @@ int dsm__h_take(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_take_req *rq,
 			goto out;
 	}
 	if (m->twin) {
-		if (memcmp(page, m->twin, D->ps)) {
+		if ((fl & F_HWROTE) || memcmp(page, m->twin, D->ps)) {
 			/* it wrote since: stays here, dirty, tracked */
 			m->mig_n = 0;
 			goto out;

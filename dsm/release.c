@@ -337,9 +337,8 @@ static int release_own(size_t idx, struct page_meta *m, struct news *nw)
 			return e;
 	}
 	if (m->twin) {
-		/* not present: freed meanwhile (forget drops the range before
-		 * it takes each page's stripe); touching it would fault on
-		 * this stripe */
+		/* not present: freed meanwhile (forget drops pages under
+		 * their stripes); touching it would fault on this stripe */
 		wrote = (atomic_load(&m->flags) & F_HWROTE) ||
 			(dsm__pager_access(D->pg, page_addr(idx)) > DSM__PAGER_NONE &&
 			 memcmp(page_addr(idx), m->twin, D->ps) != 0);
@@ -361,18 +360,68 @@ static int release_own(size_t idx, struct page_meta *m, struct news *nw)
 }
 
 /* News could not be told: the pages it was about are dirty again, so the
- * next release tells their readers. */
+ * next release tells their readers (a page tracked by its twin, which
+ * holds what was released, would compare equal: F_HWROTE says it was
+ * written). */
 static void news_failed(void)
 {
 	size_t i;
 
 	for (i = 0; i < R.news_pages.n; i++) {
 		size_t idx = R.news_pages.v[i];
+		struct page_meta *m = &D->meta[idx];
 
 		pthread_mutex_lock(stripe_of(idx));
+		if (atomic_load(&m->flags) & F_HTWIN)
+			atomic_fetch_or(&m->flags, F_HWROTE);
 		dsm__dirty_mark(idx);
 		pthread_mutex_unlock(stripe_of(idx));
 	}
+}
+
+/* This node's page idx, with readers, dirty and writable (stripe held):
+ * if it was written, track it from now on by a twin of its bytes as this
+ * release publishes them, instead of write-protecting it; it stays
+ * writable, so a page this node writes in every interval costs a copy and
+ * a compare per release, not a TLB flush and a write fault. Writes that
+ * land while the copy is taken differ from it (or it holds them: then
+ * they are published now); a reader's fetch after this release gets a
+ * copy compared with this twin (dsm__h_fetch). True when kept so; false
+ * when it compares equal (not written: write-protect it as usual) or
+ * there is no memory for the twin. */
+static bool own_keep(size_t idx, struct page_meta *m)
+{
+	uint32_t fl = atomic_load(&m->flags);
+	void *page = page_addr(idx), *t;
+
+	if (dsm__pager_access(D->pg, page) != DSM__PAGER_RW || !(t = dsm__twin_take(page)))
+		return false;
+	if (m->twin && !(fl & F_HWROTE) && !memcmp(t, m->twin, D->ps)) {
+		dsm__twin_put(t);
+		return false;
+	}
+	if (m->twin)
+		dsm__twin_put(m->twin);
+	m->twin = t;
+	atomic_fetch_or(&m->flags, F_HTWIN);
+	atomic_fetch_and(&m->flags, ~(uint32_t)F_HWROTE);
+	return true;
+}
+
+/* A page own_keep kept: tell its readers, and compare it again at the next
+ * release. */
+static int own_kept(size_t idx, struct news *nw)
+{
+	int e;
+
+	dsm__mig_home_wrote(idx);
+	e = dsm__register_write(idx, D->rank, nw);
+	if (!e)
+		e = vec_push(&R.news_pages, idx);
+	if (e) /* its twin holds the writes now: F_HWROTE keeps them news */
+		atomic_fetch_or(&D->meta[idx].flags, F_HWROTE);
+	dsm__dirty_mark(idx);
+	return e;
 }
 
 /* Release pages [first, first + n), all taken off the dirty list: the
@@ -381,7 +430,7 @@ static void news_failed(void)
  * on the list; *err keeps the first error. */
 static void release_run(size_t first, size_t n, struct news *nw, int *err, size_t *npages)
 {
-	bool sel[DSM__RUN_MAX];
+	bool sel[DSM__RUN_MAX], kept[DSM__RUN_MAX];
 	size_t k;
 	int e2;
 
@@ -390,8 +439,10 @@ static void release_run(size_t first, size_t n, struct news *nw, int *err, size_
 		struct page_meta *m = &D->meta[first + k];
 		/* off the list: a write from now on puts it on the next one */
 		uint32_t fl = atomic_fetch_and(&m->flags, ~(uint32_t)F_DLIST);
+		bool copy = m->twin && !(fl & F_HTWIN);
 
-		sel[k] = (fl & F_DIRTY) && ((m->twin && !(fl & F_HTWIN)) || m->readers);
+		kept[k] = (fl & F_DIRTY) && !copy && m->readers && own_keep(first + k, m);
+		sel[k] = (fl & F_DIRTY) && !kept[k] && (copy || m->readers);
 	}
 	/* what fails here fails again page by page below, and is kept */
 	(void)dsm__run_apply(first, n, sel, DSM__PAGER_READ);
@@ -401,6 +452,13 @@ static void release_run(size_t first, size_t n, struct news *nw, int *err, size_
 
 		if (!(atomic_load(&m->flags) & F_DIRTY))
 			continue;
+		if (kept[k]) {
+			e2 = own_kept(idx, nw);
+			if (e2 && !*err)
+				*err = e2;
+			(*npages)++;
+			continue;
+		}
 		e2 = m->twin && !(atomic_load(&m->flags) & F_HTWIN) ? release_copy(idx, m)
 								       : release_own(idx, m, nw);
 		if (e2) {

@@ -105,6 +105,7 @@ struct dsm__pager {
 	const void *zero;       /* one read-only page of zeros */
 	int nthreads;
 	long spin_ns;
+	bool inline_faults;     /* sigsegv: see dsm__pager_cfg */
 	dsm__pager_read_fn read_fault;
 	dsm__pager_write_fn write_fault;
 	void *arg;

@@ -169,6 +169,9 @@ int dsm__pager_cfg_from_env(struct dsm__pager_cfg *cfg)
 	if (r)
 		return r;
 	cfg->spin_ns = l;
+	r = dsm__env_bool("DSM_PAGER_INLINE", true, &cfg->inline_faults);
+	if (r)
+		return r;
 	return 0;
 }
 
@@ -289,6 +292,7 @@ int dsm__pager_create(const struct dsm__pager_cfg *cfg, struct dsm__pager **out)
 	pg->nthreads = cfg->threads > 0 ? DSM__MIN(cfg->threads, DSM__PAGER_MAX_THREADS)
 					: env.threads;
 	pg->spin_ns = cfg->spin_ns >= 0 ? cfg->spin_ns : env.spin_ns;
+	pg->inline_faults = cfg->inline_faults;
 	pg->read_fault = cfg->read_fault;
 	pg->write_fault = cfg->write_fault;
 	pg->arg = cfg->arg;

@@ -26,7 +26,9 @@
  * leave not-present pages alone (so a range may be sparse).
  *
  * Faults. A touch of a page that does not allow it calls, on a pager
- * service thread (never in signal context):
+ * service thread, or with the sigsegv backend and cfg.inline_faults in the
+ * faulting thread's SIGSEGV handler (the callback then must not wait for
+ * anything the interrupted code may hold):
  *   read_fault(arg, page)            a load of a NONE page;
  *   write_fault(arg, page, present)  a store: present = true for a READ
  *                                    page, false for a NONE page (the one
@@ -134,6 +136,10 @@ struct dsm__pager_cfg {
 	/* How long a service thread polls for the next fault after serving one
 	 * before it blocks; -1: DSM_PAGER_SPIN_NS, else 0 (never spin). */
 	long spin_ns;
+	/* sigsegv: serve each fault in the faulting thread, in its SIGSEGV
+	 * handler, instead of handing it to a service thread (uffd: no
+	 * effect). dsm__pager_cfg_from_env: DSM_PAGER_INLINE, else true. */
+	bool inline_faults;
 	/* Required. */
 	dsm__pager_read_fn read_fault;
 	dsm__pager_write_fn write_fault;

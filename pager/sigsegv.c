@@ -13,6 +13,15 @@
  * These system calls (and the memfd's) go through the table of syscall.c
  * (DSM__SYS), which tests can override.
  *
+ * Faults in the faulting thread (cfg.inline_faults, DSM_PAGER_INLINE, the
+ * library's default): the handler claims the page's FAULT bit as below and
+ * runs the callback itself, in signal context, then returns and the access
+ * is retried. No thread hand-off: on a VM whose idle CPUs halt, waking a
+ * service thread and being woken by it cost about 100 us a fault. The
+ * callback may take locks and wait for the network: the interrupted code
+ * is the program's (or the library's, which never touches a page it may
+ * not hold while it holds a lock).
+ *
  * Fault hand-off, lock-free: the handler (in the faulting thread, signal
  * context) does no allocation and takes no lock. It claims the page's FAULT
  * bit with a CAS (a second thread faulting on the same page sets WAIT and
@@ -331,7 +340,10 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
 		if (atomic_compare_exchange_weak(w, &s, s | DSM__PS_FAULT))
 			break;
 	}
-	post_and_wait(g, idx, kind);
+	if (pg->inline_faults)
+		dsm__pager_fault_run(pg, idx, kind);
+	else
+		post_and_wait(g, idx, kind);
 out:
 	errno = saved_errno;
 	return;

@@ -33,8 +33,9 @@
 #include "common.h"
 #include "pager.h"
 
-static const char *const backend_name[2] = { "uffd", "sigsegv" };
-static int backend_ok[2];
+/* 2: sigsegv serving each fault in the faulting thread (inline_faults) */
+static const char *const backend_name[3] = { "uffd", "sigsegv", "sigsegv" };
+static int backend_ok[3];
 
 /* ---- a callback layer that installs locally made pages ---------------- */
 
@@ -56,6 +57,7 @@ static struct {
 	atomic_int reads, writes_present, writes_absent;
 	atomic_int inflight, max_inflight;
 	atomic_int *shared_calls;    /* in MAP_SHARED memory for fork tests */
+	pthread_t cb_thread;         /* the thread of the last read callback */
 } T;
 
 static uint64_t word_of(size_t idx, unsigned gen, size_t i)
@@ -93,6 +95,7 @@ static int read_cb(void *arg, void *page)
 
 	ck_assert_ptr_eq(arg, &T);
 	atomic_fetch_add(&T.reads, 1);
+	T.cb_thread = pthread_self();
 	enter();
 	switch (T.mode) {
 	case R_INSTALL:
@@ -156,6 +159,7 @@ static void setup_size(int b, size_t size)
 		.read_fault = read_cb,
 		.write_fault = write_cb,
 		.arg = &T,
+		.inline_faults = b == 2,
 	};
 	int r;
 
@@ -1543,6 +1547,25 @@ END_TEST
 
 /* ---- main ------------------------------------------------------------- */
 
+/* Where the callback runs: in the faulting thread with inline_faults (no
+ * hand-off), on a service thread otherwise. */
+START_TEST(pager_inline_thread)
+{
+	volatile uint64_t *p;
+
+	SETUP(_i);
+	p = (volatile uint64_t *)(T.base + 11 * T.ps);
+	ck_assert_uint_eq(p[3], word_of(11, 1, 3));
+	ck_assert_int_eq(N(reads), 1);
+	if (_i == 2)
+		ck_assert_msg(pthread_equal(T.cb_thread, pthread_self()),
+			      "inline: the callback ran on another thread");
+	else
+		ck_assert_msg(!pthread_equal(T.cb_thread, pthread_self()),
+			      "%s: the callback ran on the faulting thread", backend_name[_i]);
+}
+END_TEST
+
 static Suite *pager_suite(void)
 {
 	Suite *s = suite_create("pager");
@@ -1550,19 +1573,19 @@ static Suite *pager_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_add_loop_test(tc, pager_read_fault, 0, 2);
-	tcase_add_loop_test(tc, pager_write_fault_present, 0, 2);
-	tcase_add_loop_test(tc, pager_write_fault_absent, 0, 2);
-	tcase_add_loop_test(tc, pager_same_page_8_threads, 0, 2);
-	tcase_add_loop_test(tc, pager_diff_pages_overlap, 0, 2);
-	tcase_add_loop_test(tc, pager_atomic_install, 0, 2);
-	tcase_add_loop_test(tc, pager_drop_refault, 0, 2);
-	tcase_add_loop_test(tc, pager_transitions, 0, 2);
+	tcase_add_loop_test(tc, pager_read_fault, 0, 3);
+	tcase_add_loop_test(tc, pager_write_fault_present, 0, 3);
+	tcase_add_loop_test(tc, pager_write_fault_absent, 0, 3);
+	tcase_add_loop_test(tc, pager_same_page_8_threads, 0, 3);
+	tcase_add_loop_test(tc, pager_diff_pages_overlap, 0, 3);
+	tcase_add_loop_test(tc, pager_atomic_install, 0, 3);
+	tcase_add_loop_test(tc, pager_drop_refault, 0, 3);
+	tcase_add_loop_test(tc, pager_transitions, 0, 3);
 	tcase_add_loop_test(tc, pager_rss_sparse, 0, 2);
 	tcase_add_loop_test(tc, pager_range_groups, 0, 2);
 	tcase_add_loop_test(tc, pager_foreign_fault_kills, 0, 2);
 	tcase_add_loop_test(tc, pager_stop_then_touch_crashes, 0, 2);
-	tcase_add_loop_test(tc, pager_callback_error, 0, 2);
+	tcase_add_loop_test(tc, pager_callback_error, 0, 3);
 	tcase_add_loop_test(tc, pager_protect_failure, 0, 2);
 	tcase_add_loop_test(tc, pager_drop_failure, 0, 2);
 	tcase_add_loop_test(tc, pager_install_failure, 0, 2);
@@ -1571,7 +1594,8 @@ static Suite *pager_suite(void)
 	tcase_add_loop_test(tc, pager_fork_exec, 0, 2);
 	tcase_add_loop_test(tc, pager_config, 0, 2);
 	tcase_add_loop_test(tc, pager_select_without_uffd, 0, 2);
-	tcase_add_loop_test(tc, pager_many_threads, 0, 2);
+	tcase_add_loop_test(tc, pager_many_threads, 0, 3);
+	tcase_add_loop_test(tc, pager_inline_thread, 0, 3);
 	tcase_add_test(tc, pager_uffd_unprivileged);
 	suite_add_tcase(s, tc);
 	return s;
@@ -1605,6 +1629,7 @@ static void probe_backends(void)
 		if (backend_ok[b])
 			dsm__pager_destroy(p);
 	}
+	backend_ok[2] = backend_ok[1];
 }
 
 int main(void)

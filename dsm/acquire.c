@@ -101,9 +101,11 @@ static int drop_run(size_t first, size_t n)
 			if (e2) {
 				if (!e)
 					e = e2;
+				pthread_mutex_lock(&A.mu);
 				if (vec_push(&A.cached, idx))
 					DSM__ERR("page %p: neither released nor kept for the next "
 						 "acquire: out of memory", page_addr(idx));
+				pthread_mutex_unlock(&A.mu);
 				keep[k] = true;
 				continue;
 			}

@@ -25,40 +25,155 @@ static void forget_local(uintptr_t start, size_t npages)
 		return;
 	if (npages > D->npages - first)
 		npages = D->npages - first;
-	/* A run of pages per call, under the run's stripes (runs.c): a page
-	 * at a time, a large free kept the network thread (this runs inline)
-	 * busy for most of a second; without the stripes, a page could go
-	 * while a release that checked it was present reads it (that read
-	 * then faults, and the fault waits for the stripe the release
-	 * holds). The program freed the memory: nobody else may touch it. */
+	/* Marked gone first, under the stripes, a run at a time: a release
+	 * that holds a page's stripe and found it present reads it only if
+	 * it is not gone, so dropping it now cannot make that read fault
+	 * (and wait for the stripe the release holds). Then one drop for the
+	 * whole range, without the stripes: a page at a time, or a run at a
+	 * time, a large free keeps the network thread (this runs inline) off
+	 * its timers for seconds on a VM where unmapping is slow, and the
+	 * peers declare the node dead. The program freed the memory: nobody
+	 * else may touch it. */
 	for (i = 0; i < npages; i += n) {
 		n = DSM__MIN(npages - i, (size_t)DSM__RUN_MAX);
 		dsm__run_lock(first + i, n);
-		dsm__pager_drop(D->pg, page_addr(first + i), n * D->ps);
-		for (j = i; j < i + n; j++) {
-			struct page_meta *m = &D->meta[first + j];
-
-			if (m->twin) {
-				dsm__twin_put(m->twin);
-				m->twin = NULL;
-			}
-			/* list memberships stay: the lists are walked, not
-			 * searched */
-			atomic_fetch_and(&m->flags, F_INLIST | F_DLIST);
-			atomic_store(&m->home1, 0);
-			m->readers = 0;
-		}
+		for (j = i; j < i + n; j++)
+			atomic_fetch_or(&D->meta[first + j].flags, F_GONE);
 		dsm__run_unlock(first + i, n);
 	}
+	dsm__pager_drop(D->pg, (void *)start, npages * D->ps);
+	for (i = 0; i < npages; i++) {
+		struct page_meta *m = &D->meta[first + i];
+
+		if (atomic_load_explicit(&m->flags, memory_order_relaxed) == F_GONE && !m->twin &&
+		    !atomic_load_explicit(&m->home1, memory_order_relaxed) && !m->readers) {
+			atomic_fetch_and(&m->flags, ~(uint32_t)F_GONE); /* no state */
+			continue;
+		}
+		pthread_mutex_lock(stripe_of(first + i));
+		if (m->twin) {
+			dsm__twin_put(m->twin);
+			m->twin = NULL;
+		}
+		/* list memberships stay: the lists are walked, not searched */
+		atomic_fetch_and(&m->flags, F_INLIST | F_DLIST);
+		atomic_store(&m->home1, 0);
+		m->readers = 0;
+		pthread_mutex_unlock(stripe_of(first + i));
+	}
+}
+
+/*
+ * A large forget is done off the receiving thread, by a thread of its own
+ * (started at the first one), which answers when done: dropping 256 MiB
+ * of present pages takes about a second on this kind of VM, and a network
+ * thread that long away from its timers sends no heartbeat, so its peers
+ * declare it dead. The freeing node waits for every answer before the
+ * pages are handed out again, so nothing reaches them meanwhile. Small
+ * ones (the common case) are done inline.
+ */
+#define FORGET_INLINE_PAGES 256
+
+struct fjob {
+	struct fjob *next;
+	uintptr_t start;
+	size_t npages;
+	struct dsm__rpc_token *tok;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct fjob *head, **tail;
+	bool running, stop;
+	pthread_t th;
+} F = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, &F.head, false, false, 0 };
+
+static void *forget_thread(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&F.mu);
+	for (;;) {
+		struct dsm_rpc_forget_rep rep = { 0 };
+		struct fjob *j = F.head;
+
+		if (!j) {
+			if (F.stop)
+				break;
+			pthread_cond_wait(&F.cv, &F.mu);
+			continue;
+		}
+		F.head = j->next;
+		if (!F.head)
+			F.tail = &F.head;
+		pthread_mutex_unlock(&F.mu);
+		forget_local(j->start, j->npages);
+		dsm__rpc_reply_deferred(j->tok, 0, &rep);
+		free(j);
+		pthread_mutex_lock(&F.mu);
+	}
+	pthread_mutex_unlock(&F.mu);
+	return NULL;
+}
+
+/* Queue a forget for the forget thread; false: do it inline (stopping, or
+ * out of memory). Receiving thread. */
+static bool forget_queue(struct dsm__rpc_ctx *ctx, uintptr_t start, size_t npages)
+{
+	struct fjob *j = malloc(sizeof(*j));
+	bool ok = false;
+
+	if (!j)
+		return false;
+	pthread_mutex_lock(&F.mu);
+	if (!F.stop && !F.running)
+		F.running = pthread_create(&F.th, NULL, forget_thread, NULL) == 0;
+	if (F.running && !F.stop && (j->tok = dsm__rpc_defer(ctx))) {
+		j->next = NULL;
+		j->start = start;
+		j->npages = npages;
+		*F.tail = j;
+		F.tail = &j->next;
+		pthread_cond_signal(&F.cv);
+		ok = true;
+	}
+	pthread_mutex_unlock(&F.mu);
+	if (!ok)
+		free(j);
+	return ok;
+}
+
+void dsm__forget_stop(void)
+{
+	bool running;
+
+	pthread_mutex_lock(&F.mu);
+	F.stop = true;
+	running = F.running;
+	pthread_cond_signal(&F.cv);
+	pthread_mutex_unlock(&F.mu);
+	if (running)
+		pthread_join(F.th, NULL); /* it answers what is queued first */
+	pthread_mutex_lock(&F.mu);
+	F.running = false; /* stop stays: later forgets run inline */
+	pthread_mutex_unlock(&F.mu);
+}
+
+void dsm__forget_init(void)
+{
+	pthread_mutex_lock(&F.mu);
+	F.stop = false;
+	pthread_mutex_unlock(&F.mu);
 }
 
 int dsm__h_forget(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_forget_req *rq,
 		  struct dsm_rpc_forget_rep *rp)
 {
-	(void)ctx;
 	(void)rp;
 	if (!in_region((void *)(uintptr_t)rq->start))
 		return DSM_EPROTO;
+	if (rq->npages > FORGET_INLINE_PAGES && forget_queue(ctx, rq->start, rq->npages))
+		return DSM__RPC_DEFERRED;
 	forget_local(rq->start, rq->npages);
 	return 0;
 }

@@ -80,6 +80,7 @@ static void teardown(struct dsm *d, size_t nparts)
 
 	if (d->pg)
 		dsm__pager_stop(d->pg);
+	dsm__forget_stop();
 	dsm__net_destroy(d->net);
 	d->net = NULL;
 	while (nparts--)
@@ -212,6 +213,7 @@ DSM_EXPORT int dsm_init(const struct dsm_config *cfg)
 	if (e)
 		goto fail;
 	d->rpc = dsm__net_rpc(d->net);
+	dsm__forget_init();
 	e = register_handlers(d->rpc);
 	if (e)
 		goto fail;
@@ -280,6 +282,7 @@ DSM_EXPORT int dsm_finalize(void)
 		print_stats();
 	/* no more faults are served: nothing of the region is touched now;
 	 * no handler runs once the net layer is gone */
+	dsm__forget_stop();
 	dsm__net_destroy(d->net);
 	d->net = NULL;
 	dsm__pager_stop(d->pg);

@@ -101,6 +101,9 @@ enum {
 	F_MIGRATE = 1u << 8, /* its home may move (DSM_PLACE_ADAPTIVE) */
 	F_HWROTE = 1u << 9, /* an F_HTWIN page served while it differed from
 			     * its twin: this node wrote it (home.c) */
+	F_GONE = 1u << 10,  /* its allocation is being forgotten (alloc.c):
+			     * under its stripe, do not touch the page, which
+			     * may be dropped any moment */
 };
 
 /* What a node knows of one page of the region. */
@@ -224,6 +227,12 @@ static inline void vec_free(struct vec *v)
 	free(v->v);
 	memset(v, 0, sizeof(*v));
 }
+
+/* Large forgets run on a thread of their own (alloc.c): allowed from
+ * dsm__forget_init (dsm_init) until dsm__forget_stop, which answers what
+ * is queued and ends the thread, before the network goes. */
+void dsm__forget_init(void);
+void dsm__forget_stop(void);
 
 /* ---- runs of pages (runs.c) ------------------------------------------------ */
 

@@ -301,6 +301,13 @@ static int release_copy(size_t idx, struct page_meta *m)
 	void *page = page_addr(idx);
 	int n, e;
 
+	if (atomic_load(&m->flags) & F_GONE) {
+		/* freed meanwhile (alloc.c): nothing to send */
+		dsm__twin_put(m->twin);
+		m->twin = NULL;
+		atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
+		return 0;
+	}
 	e = dsm__pager_protect(D->pg, page, D->ps, DSM__PAGER_READ);
 	if (e)
 		return e;
@@ -337,10 +344,11 @@ static int release_own(size_t idx, struct page_meta *m, struct news *nw)
 			return e;
 	}
 	if (m->twin) {
-		/* not present: freed meanwhile (forget drops pages under
-		 * their stripes); touching it would fault on this stripe */
+		/* gone or not present: freed meanwhile (alloc.c); touching
+		 * it would fault on this stripe */
 		wrote = (atomic_load(&m->flags) & F_HWROTE) ||
-			(dsm__pager_access(D->pg, page_addr(idx)) > DSM__PAGER_NONE &&
+			(!(atomic_load(&m->flags) & F_GONE) &&
+			 dsm__pager_access(D->pg, page_addr(idx)) > DSM__PAGER_NONE &&
 			 memcmp(page_addr(idx), m->twin, D->ps) != 0);
 		if (wrote)
 			dsm__mig_home_wrote(idx);
@@ -394,7 +402,8 @@ static bool own_keep(size_t idx, struct page_meta *m)
 	uint32_t fl = atomic_load(&m->flags);
 	void *page = page_addr(idx), *t;
 
-	if (dsm__pager_access(D->pg, page) != DSM__PAGER_RW || !(t = dsm__twin_take(page)))
+	if ((fl & F_GONE) || dsm__pager_access(D->pg, page) != DSM__PAGER_RW ||
+	    !(t = dsm__twin_take(page)))
 		return false;
 	if (m->twin && !(fl & F_HWROTE) && !memcmp(t, m->twin, D->ps)) {
 		dsm__twin_put(t);

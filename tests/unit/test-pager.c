@@ -1545,8 +1545,6 @@ START_TEST(pager_uffd_unprivileged)
 }
 END_TEST
 
-/* ---- main ------------------------------------------------------------- */
-
 /* Where the callback runs: in the faulting thread with inline_faults (no
  * hand-off), on a service thread otherwise. */
 START_TEST(pager_inline_thread)
@@ -1565,6 +1563,8 @@ START_TEST(pager_inline_thread)
 			      "%s: the callback ran on the faulting thread", backend_name[_i]);
 }
 END_TEST
+
+/* ---- main ------------------------------------------------------------- */
 
 static Suite *pager_suite(void)
 {

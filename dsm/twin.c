@@ -4,20 +4,26 @@
  * (dsm/diff.h). A page's twin hangs off its metadata (page_meta.twin,
  * under the page's stripe).
  *
- * Twins come from a pool of pages mapped in chunks, so the write-fault path
- * rarely asks the system for memory. Free twins sit on two stacks: warm
- * ones, backed by memory, taken first; cold ones, whose memory went back
- * to the system (MADV_DONTNEED), taken when no warm one is left. After a
- * release, dsm__twin_trim turns the warm twins beyond TWIN_CACHE_BYTES
- * cold, so a node that wrote a lot does not keep a twin's worth of memory
- * for every page it ever wrote.
- * It takes them off the stack a batch at a time and gives their memory
- * back without the pool's lock: giving back hundreds of megabytes takes
- * seconds here, and a home serving a fetch needs a twin meanwhile.
- * Twin memory is populated by system calls (MAP_POPULATE, and
- * MADV_POPULATE_WRITE for a cold twin taken again), never by a first
- * touch: a page fault costs 17 us on this kind of VM, populating a page
- * under 1 us.
+ * Twins come from a pool of chunks of TWIN_CHUNK pages, each one mapping
+ * with a mask of its free twins, so the write-fault path rarely asks the
+ * system for memory and memory goes back a chunk at a time. A twin is
+ * taken from the first chunk (in the order they were made) that has a free
+ * one and is backed by memory (warm), so the twins in use gather in the
+ * oldest chunks and the newer ones empty. After a release, dsm__twin_trim
+ * gives the memory of wholly free chunks back (MADV_DONTNEED: cold) while
+ * more than TWIN_CACHE_BYTES of free twins stay warm, so a node that wrote
+ * a lot does not keep a twin's worth of memory for every page it ever
+ * wrote. A cold chunk taken again is populated in one call
+ * (MADV_POPULATE_WRITE); new chunks are mapped populated (MAP_POPULATE).
+ * Why chunks: taking memory away costs a TLB-flush interrupt on every CPU
+ * running this process, about 48 us here whatever the length, and a page
+ * fault 17 us against under 1 us per page populated by a system call.
+ * Twins given back one by one cost radix (-s 20000000, 2 nodes) 26,218
+ * madvise calls for 88,841 pages on one node, and as many populates.
+ * What it costs: a chunk with one twin in use keeps its memory.
+ * The trim gives memory back without the pool's lock (the chunks it gives
+ * back are marked busy): giving back hundreds of megabytes takes a while,
+ * and a home serving a fetch needs a twin meanwhile.
  *
  * Threads: any (fault callbacks, release, acquire, forget); the pool has
  * its own mutex, a leaf.
@@ -30,16 +36,26 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-#define TWIN_CHUNK 64                  /* twins mapped at a time */
-#define TWIN_CACHE_BYTES (4u << 20)    /* warm twins kept after a trim */
-#define TRIM_BATCH 256                 /* twins given back per lock hold */
+#define TWIN_CHUNK 64               /* twins per chunk: one free mask */
+#define TWIN_CACHE_BYTES (4u << 20) /* free twins kept warm after a trim */
+#define TRIM_BATCH 16               /* chunks given back per lock hold */
+
+enum { C_WARM, C_COLD, C_BUSY /* being populated or given back */ };
+
+struct chunk {
+	uint8_t *base;
+	uint64_t free; /* bit i: twin i is free */
+	int state;
+};
 
 static struct {
 	pthread_mutex_t mu;
-	/* each with room for every twin made, so a put never allocates */
-	void **warm, **cold;
-	size_t nwarm, ncold, cap;
-	struct vec chunks;
+	struct chunk *c;   /* in the order they were made */
+	size_t *order;     /* chunk numbers by address, to find a twin's */
+	uint64_t *avail;   /* bit k: chunk k is warm and has a free twin */
+	uint64_t *cold;    /* bit k: chunk k is cold (all free, no memory) */
+	size_t n, cap;     /* chunks, room for */
+	size_t warm_free;  /* free twins in warm chunks */
 	pthread_mutex_t trim_mu; /* one trim at a time */
 } T;
 
@@ -53,61 +69,158 @@ int dsm__twin_init(void)
 
 void dsm__twin_fini(void)
 {
-	size_t i;
+	size_t k;
 
-	for (i = 0; i < T.chunks.n; i++)
-		munmap((void *)T.chunks.v[i], TWIN_CHUNK * D->ps);
-	vec_free(&T.chunks);
-	free(T.warm);
+	for (k = 0; k < T.n; k++)
+		munmap(T.c[k].base, TWIN_CHUNK * D->ps);
+	free(T.c);
+	free(T.order);
+	free(T.avail);
 	free(T.cold);
 	pthread_mutex_destroy(&T.mu);
 	pthread_mutex_destroy(&T.trim_mu);
 	memset(&T, 0, sizeof(T));
 }
 
-/* Map one more chunk onto the warm stack (T.mu held). */
+#define ALL_FREE (~(uint64_t)0 >> (64 - TWIN_CHUNK))
+
+static void bit_set(uint64_t *b, size_t k)
+{
+	b[k / 64] |= (uint64_t)1 << (k % 64);
+}
+
+static void bit_clear(uint64_t *b, size_t k)
+{
+	b[k / 64] &= ~((uint64_t)1 << (k % 64));
+}
+
+/* The first chunk whose bit is set in b, or T.n. */
+static size_t bit_first(const uint64_t *b)
+{
+	size_t w;
+
+	for (w = 0; w * 64 < T.n; w++)
+		if (b[w])
+			return w * 64 + (size_t)__builtin_ctzll(b[w]);
+	return T.n;
+}
+
+/* Room for one more chunk in every array (T.mu held). */
+static bool pool_room(void)
+{
+	size_t cap = T.cap ? 2 * T.cap : 64, words = cap / 64, old = T.cap / 64;
+	struct chunk *c;
+	size_t *o;
+	uint64_t *a, *cd;
+
+	if (T.n < T.cap)
+		return true;
+	c = realloc(T.c, cap * sizeof(*c));
+	if (c)
+		T.c = c;
+	o = c ? realloc(T.order, cap * sizeof(*o)) : NULL;
+	if (o)
+		T.order = o;
+	a = o ? realloc(T.avail, words * sizeof(*a)) : NULL;
+	if (a)
+		T.avail = a;
+	cd = a ? realloc(T.cold, words * sizeof(*cd)) : NULL;
+	if (!cd)
+		return false;
+	T.cold = cd;
+	memset(T.avail + old, 0, (words - old) * sizeof(*a));
+	memset(T.cold + old, 0, (words - old) * sizeof(*cd));
+	T.cap = cap;
+	return true;
+}
+
+/* Map one more chunk, warm and all free (T.mu held). */
 static bool pool_grow(void)
 {
-	size_t n = TWIN_CHUNK, total = (T.chunks.n + 1) * n, i;
 	/* populated: a first touch faults, one system call does not */
-	uint8_t *chunk = mmap(NULL, n * D->ps, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	uint8_t *base = mmap(NULL, TWIN_CHUNK * D->ps, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	size_t lo = 0, hi = T.n, k = T.n;
 
-	if (chunk == MAP_FAILED)
+	if (base == MAP_FAILED)
 		return false;
-	if (T.cap < total) {
-		size_t cap = DSM__MAX(total, 2 * T.cap);
-		void **w = realloc(T.warm, cap * sizeof(*w)), **c;
-
-		if (w)
-			T.warm = w;
-		c = w ? realloc(T.cold, cap * sizeof(*c)) : NULL;
-		if (c) {
-			T.cold = c;
-			T.cap = cap;
-		}
-	}
-	if (T.cap < total || vec_push(&T.chunks, (size_t)chunk)) {
-		munmap(chunk, n * D->ps);
+	if (!pool_room()) {
+		munmap(base, TWIN_CHUNK * D->ps);
 		return false;
 	}
-	for (i = 0; i < n; i++)
-		T.warm[T.nwarm++] = chunk + i * D->ps;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (T.c[T.order[mid]].base < base)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memmove(T.order + lo + 1, T.order + lo, (T.n - lo) * sizeof(*T.order));
+	T.order[lo] = k;
+	T.c[k] = (struct chunk){ .base = base, .free = ALL_FREE, .state = C_WARM };
+	T.n++;
+	bit_set(T.avail, k);
+	T.warm_free += TWIN_CHUNK;
 	return true;
+}
+
+/* The chunk twin t belongs to (T.mu held). */
+static size_t chunk_of(const uint8_t *t)
+{
+	size_t lo = 0, hi = T.n;
+
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+
+		if (T.c[T.order[mid]].base <= t)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return T.order[lo];
 }
 
 static void *twin_get(void)
 {
 	void *t = NULL;
+	size_t k;
 
 	pthread_mutex_lock(&T.mu);
-	if (T.nwarm || (!T.ncold && pool_grow())) {
-		t = T.warm[--T.nwarm];
-	} else if (T.ncold) {
-		t = T.cold[--T.ncold];
-		/* its memory back in one call rather than a fault (kernels
-		 * before 5.14 refuse; the first write faults then) */
-		(void)madvise(t, D->ps, MADV_POPULATE_WRITE);
+	for (;;) {
+		k = bit_first(T.avail);
+		if (k < T.n) {
+			struct chunk *c = &T.c[k];
+			unsigned i = (unsigned)__builtin_ctzll(c->free);
+
+			c->free &= ~((uint64_t)1 << i);
+			if (!c->free)
+				bit_clear(T.avail, k);
+			T.warm_free--;
+			t = c->base + i * D->ps;
+			break;
+		}
+		k = bit_first(T.cold);
+		if (k < T.n) {
+			uint8_t *base = T.c[k].base;
+
+			bit_clear(T.cold, k);
+			T.c[k].state = C_BUSY;
+			pthread_mutex_unlock(&T.mu);
+			/* the whole chunk's memory in one call rather than a
+			 * fault per page (kernels before 5.14 refuse: the
+			 * first writes fault then) */
+			(void)madvise(base, TWIN_CHUNK * D->ps, MADV_POPULATE_WRITE);
+			pthread_mutex_lock(&T.mu);
+			T.c[k].state = C_WARM;
+			T.c[k].free = ALL_FREE & ~(uint64_t)1;
+			bit_set(T.avail, k);
+			T.warm_free += TWIN_CHUNK - 1;
+			t = base;
+			break;
+		}
+		if (!pool_grow())
+			break;
 	}
 	pthread_mutex_unlock(&T.mu);
 	return t;
@@ -115,45 +228,48 @@ static void *twin_get(void)
 
 void dsm__twin_put(void *t)
 {
+	size_t k;
+
 	pthread_mutex_lock(&T.mu);
-	T.warm[T.nwarm++] = t;
+	k = chunk_of(t);
+	T.c[k].free |= (uint64_t)1 << (((uint8_t *)t - T.c[k].base) / D->ps);
+	bit_set(T.avail, k);
+	T.warm_free++;
 	pthread_mutex_unlock(&T.mu);
-}
-
-static int cmp_ptr(const void *a, const void *b)
-{
-	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 void dsm__twin_trim(void)
 {
-	void *b[TRIM_BATCH];
-	size_t keep, n, i, run;
+	size_t keep = TWIN_CACHE_BYTES / D->ps, b[TRIM_BATCH], n, i, k;
+	uint8_t *base[TRIM_BATCH]; /* T.c may move while the lock is off */
 
 	if (pthread_mutex_trylock(&T.trim_mu))
 		return; /* another thread trims */
 	pthread_mutex_lock(&T.mu);
-	keep = TWIN_CACHE_BYTES / D->ps;
+	k = T.n;
 	for (;;) {
-		n = T.nwarm > keep ? DSM__MIN(T.nwarm - keep, (size_t)TRIM_BATCH) : 0;
+		/* wholly free warm chunks, the newest first */
+		for (n = 0; n < TRIM_BATCH && k > 0 && T.warm_free >= keep + TWIN_CHUNK;) {
+			struct chunk *c = &T.c[--k];
+
+			if (c->state != C_WARM || c->free != ALL_FREE)
+				continue;
+			c->state = C_BUSY;
+			bit_clear(T.avail, k);
+			T.warm_free -= TWIN_CHUNK;
+			base[n] = c->base;
+			b[n++] = k;
+		}
 		if (!n)
 			break;
-		T.nwarm -= n;
-		memcpy(b, T.warm + T.nwarm, n * sizeof(*b));
 		pthread_mutex_unlock(&T.mu);
-		/* sorted, so that twins next to each other go back in one call */
-		qsort(b, n, sizeof(*b), cmp_ptr);
-		for (i = 0; i < n; i += run) {
-			for (run = 1; i + run < n &&
-				      (uint8_t *)b[i + run] == (uint8_t *)b[i] + run * D->ps; run++)
-				;
-			madvise(b[i], run * D->ps, MADV_DONTNEED);
-		}
+		for (i = 0; i < n; i++)
+			madvise(base[i], TWIN_CHUNK * D->ps, MADV_DONTNEED);
 		pthread_mutex_lock(&T.mu);
-		memcpy(T.cold + T.ncold, b, n * sizeof(*b));
-		T.ncold += n;
+		for (i = 0; i < n; i++) {
+			T.c[b[i]].state = C_COLD;
+			bit_set(T.cold, b[i]);
+		}
 	}
 	pthread_mutex_unlock(&T.mu);
 	pthread_mutex_unlock(&T.trim_mu);

@@ -84,6 +84,102 @@ void dsm__fault_peer_set(int peer)
 
 #define MOVED 2 /* fetch_install: the page's home moved; ask again */
 
+/* Install the run of pages [idx + first, idx + first + n) from data (their
+ * twins made, stripes held), in one call; page by page if that fails, so
+ * that each page's fate is its own. On failure a page is not cached. */
+static int install_run(size_t idx, size_t first, size_t n, const uint8_t *data, int a)
+{
+	size_t i;
+	int e = dsm__pager_install_run(D->pg, page_addr(idx + first), data + first * D->ps, n, a);
+
+	for (i = 0; e && i < n; i++) {
+		struct page_meta *m = &D->meta[idx + first + i];
+		int e1 = n == 1 ? e
+				: dsm__pager_install(D->pg, page_addr(idx + first + i),
+						     data + (first + i) * D->ps, a);
+
+		if (!e1)
+			continue;
+		if (a == DSM__PAGER_RW)
+			dsm__twin_cancel(idx + first + i);
+		atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
+		if (n == 1 || i == n - 1)
+			return e1;
+		/* the rest is not installed either */
+		for (i++; i < n; i++) {
+			if (a == DSM__PAGER_RW)
+				dsm__twin_cancel(idx + first + i);
+			atomic_fetch_and(&D->meta[idx + first + i].flags, ~(uint32_t)F_CACHED);
+		}
+		return e1;
+	}
+	return 0;
+}
+
+/* Install the fetched pages [idx + from, idx + from + n) (n <= DSM__RUN_MAX)
+ * under their stripes: the first of the fetch with access, the others
+ * (fetch-ahead) read-only, except that a store's fetch-ahead is written
+ * next: writable (with its twin) unless its home offered it to this node,
+ * so that its own write fault takes it (migrate.c). Runs of pages with the
+ * same access go in with one system call. *again when the first page was
+ * marked stale by an acquire meanwhile (fetch it again). 1 when a page
+ * was marked stale: the pages after it are not installed either. */
+static int install_part(size_t idx, size_t from, size_t n, const uint8_t *data, int access,
+			uint64_t epoch, bool *again)
+{
+	size_t i, run = 0, rs = 0;
+	int e = 0, ra = DSM__PAGER_NONE;
+
+	dsm__run_lock(idx + from, n);
+	for (i = from; i <= from + n; i++) {
+		struct page_meta *m = &D->meta[idx + i];
+		bool ok = false, stop = false;
+		int a = DSM__PAGER_NONE, c;
+
+		if (i < from + n) {
+			a = i && (access == DSM__PAGER_READ || (atomic_load(&m->flags) & F_OFFER))
+				    ? DSM__PAGER_READ : access;
+			if (atomic_load(&m->home1) == D->rank + 1) {
+				/* its home moved here meanwhile (this node took
+				 * it, migrate.c): the copy is older than the
+				 * master this node holds now */
+			} else if ((c = dsm__cached_enter(idx + i, atomic_load(&m->flags), epoch)) == 1) {
+				/* an acquire ran and marked it stale meanwhile */
+				*again = i == 0;
+				stop = true;
+			} else if (c) {
+				atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
+				e = c;
+			} else if (dsm__pager_access(D->pg, page_addr(idx + i)) == DSM__PAGER_NONE) {
+				/* writable: twin and dirty list first (see
+				 * dsm__twin_start); a page that is not present
+				 * has no twin */
+				c = a == DSM__PAGER_RW ? dsm__twin_start(idx + i, data + i * D->ps) : 0;
+				if (c) {
+					atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
+					e = c;
+				} else {
+					ok = true;
+				}
+			}
+		}
+		if (run && (!ok || a != ra)) {
+			int e1 = install_run(idx, rs, run, data, ra);
+
+			e = e ? e : e1;
+			run = 0;
+		}
+		if (e || stop)
+			break;
+		if (ok && !run++) {
+			rs = i;
+			ra = a;
+		}
+	}
+	dsm__run_unlock(idx + from, n);
+	return e ? e : i < from + n;
+}
+
 /* Fetch count pages from idx at home h and install the first with access,
  * the others (fetch-ahead) read-only. MOVED when h is not its home any
  * more (its metadata then names the home h knows). */
@@ -121,50 +217,12 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 			   access == DSM__PAGER_RW ? " to write" : "");
 		if (count > 1)
 			STAT_ADD(prefetched, count - 1);
-		for (i = 0; i < count; i++) {
-			struct page_meta *m = &D->meta[idx + i];
-			/* a store's fetch-ahead is written next: writable (with
-			 * its twin) unless its home offered it to this node, so
-			 * that its own write fault takes it (migrate.c) */
-			int a = i && (access == DSM__PAGER_READ ||
-				      (atomic_load(&m->flags) & F_OFFER)) ? DSM__PAGER_READ : access;
-
-			pthread_mutex_lock(stripe_of(idx + i));
-			if (atomic_load(&m->home1) == D->rank + 1) {
-				/* its home moved here meanwhile (this node took
-				 * it, migrate.c): the copy is older than the
-				 * master this node holds now */
-				pthread_mutex_unlock(stripe_of(idx + i));
-				continue;
-			}
-			e = dsm__cached_enter(idx + i, atomic_load(&m->flags), epoch);
-			if (e == 1) {
-				/* an acquire ran and marked it stale meanwhile */
-				pthread_mutex_unlock(stripe_of(idx + i));
-				if (i == 0)
-					again = true;
-				break;
-			}
-			if (!e && dsm__pager_access(D->pg, page_addr(idx + i)) == DSM__PAGER_NONE) {
-				/* writable: twin and dirty list first (see
-				 * dsm__twin_start); a page that is not present
-				 * has no twin */
-				if (a == DSM__PAGER_RW)
-					e = dsm__twin_start(idx + i, rp.data.ptr + i * D->ps);
-				if (!e) {
-					e = dsm__pager_install(D->pg, page_addr(idx + i),
-							       rp.data.ptr + i * D->ps, a);
-					if (e && a == DSM__PAGER_RW)
-						dsm__twin_cancel(idx + i);
-				}
-				if (e)
-					atomic_fetch_and(&m->flags, ~(uint32_t)F_CACHED);
-			}
-			pthread_mutex_unlock(stripe_of(idx + i));
-			if (e) {
-				dsm__rpc_reply_release(&keep);
-				return e;
-			}
+		for (i = 0, e = 0; i < count && !e; i += DSM__RUN_MAX)
+			e = install_part(idx, i, DSM__MIN(count - i, (size_t)DSM__RUN_MAX), rp.data.ptr,
+					 access, epoch, &again);
+		if (e < 0) {
+			dsm__rpc_reply_release(&keep);
+			return e;
 		}
 		dsm__rpc_reply_release(&keep);
 		if (!again)

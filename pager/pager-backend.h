@@ -69,9 +69,11 @@ struct dsm__pager_ops {
 	/* Map the region at pg->base (pg->size bytes), PROT_NONE until start
 	 * for sigsegv, registered for faults for uffd; set pg->impl. */
 	int (*reserve)(struct dsm__pager *pg);
-	/* Copy one page from src (never NULL) into the NONE page at addr and
-	 * give it access READ or RW, atomically. */
-	int (*install)(struct dsm__pager *pg, uintptr_t addr, const void *src, int access);
+	/* Copy len bytes (whole pages) from src (never NULL) into the NONE
+	 * pages at addr and give them access READ or RW, atomically for each
+	 * page, all or none: on failure no page of the range is present. */
+	int (*install)(struct dsm__pager *pg, uintptr_t addr, const void *src, size_t len,
+		       int access);
 	/* Set access READ or RW on present pages [addr, addr+len). */
 	int (*protect)(struct dsm__pager *pg, uintptr_t addr, size_t len, int access);
 	/* Make the present pages [addr, addr+len) not present, memory freed. */

@@ -557,30 +557,43 @@ static bool range_ok(const struct dsm__pager *pg, uintptr_t a, size_t len)
 	       a >= pg->base && a - pg->base <= pg->size && len <= pg->size - (a - pg->base);
 }
 
-int dsm__pager_install(struct dsm__pager *pg, void *page, const void *src, int access)
+int dsm__pager_install_run(struct dsm__pager *pg, void *page, const void *src, size_t n,
+			   int access)
 {
 	uintptr_t a = (uintptr_t)page;
-	size_t idx;
+	size_t idx, i;
 	uint32_t s;
 	int r;
 
-	if (!range_ok(pg, a, pg ? pg->pgsz : 0) ||
+	if (!pg || !n || !src || n > pg->size >> pg->pgshift || !range_ok(pg, a, n << pg->pgshift) ||
 	    (access != DSM__PAGER_READ && access != DSM__PAGER_RW))
 		return DSM_EINVAL;
 	if (dsm__pager_child())
 		return DSM_ECLOSED;
 	idx = dsm__pager_index(pg, a);
-	group_mark(pg, idx);
-	op_claim(pg, idx, false, -1, &s);
-	if ((s & DSM__PS_ACC) != DSM__PAGER_NONE) {
-		op_release(pg, idx, s & DSM__PS_ACC);
-		return DSM_EBUSY;
+	for (i = 0; i < n; i++)
+		group_mark(pg, idx + i);
+	/* OP on every page in ascending order, as change_range takes it */
+	for (i = 0; i < n; i++) {
+		op_claim(pg, idx + i, false, -1, &s);
+		if ((s & DSM__PS_ACC) != DSM__PAGER_NONE) {
+			op_release(pg, idx + i, s & DSM__PS_ACC);
+			while (i--)
+				op_release(pg, idx + i, DSM__PAGER_NONE);
+			return DSM_EBUSY;
+		}
 	}
-	r = pg->ops->install(pg, a, src ? src : pg->zero, access);
-	op_release(pg, idx, r ? DSM__PAGER_NONE : (unsigned)access);
+	r = pg->ops->install(pg, a, src, n << pg->pgshift, access);
+	for (i = 0; i < n; i++)
+		op_release(pg, idx + i, r ? DSM__PAGER_NONE : (unsigned)access);
 	if (!r)
-		atomic_fetch_add_explicit(&pg->cnt.installs, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&pg->cnt.installs, n, memory_order_relaxed);
 	return r;
+}
+
+int dsm__pager_install(struct dsm__pager *pg, void *page, const void *src, int access)
+{
+	return dsm__pager_install_run(pg, page, src ? src : (pg ? pg->zero : NULL), 1, access);
 }
 
 /*

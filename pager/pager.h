@@ -198,6 +198,13 @@ const char *dsm__pager_backend(const struct dsm__pager *pg);
  * page of the region, or access NONE); DSM_ENOMEM; DSM_ESYS. */
 int dsm__pager_install(struct dsm__pager *pg, void *page, const void *src, int access);
 
+/* Install the n NONE pages from page on with copies of the n pages at src
+ * (never NULL) and access READ or RW, in one system call: each page
+ * atomically, all or none. DSM_EBUSY (nothing changed) if one of them is
+ * present; otherwise as dsm__pager_install. */
+int dsm__pager_install_run(struct dsm__pager *pg, void *page, const void *src, size_t n,
+			   int access);
+
 /* Set the access of the present pages of [addr, addr+len) (page aligned) to
  * READ or RW, contents kept; NONE is dsm__pager_drop(). Not-present pages
  * stay not present. A READ page takes a write fault on its next store; an

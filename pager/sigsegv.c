@@ -173,15 +173,16 @@ static void punch(struct sg *g, uintptr_t a, size_t len)
 }
 
 /* Any thread, OP held; the application view of the page is PROT_NONE. */
-static int sg_install(struct dsm__pager *pg, uintptr_t a, const void *src, int access)
+static int sg_install(struct dsm__pager *pg, uintptr_t a, const void *src, size_t len,
+		      int access)
 {
 	struct sg *g = pg->impl;
 	int r;
 
-	memcpy(g->alias + (a - pg->base), src, pg->pgsz);
-	r = mprot(a, pg->pgsz, access);
+	memcpy(g->alias + (a - pg->base), src, len);
+	r = mprot(a, len, access);
 	if (r)
-		punch(g, a, pg->pgsz);
+		punch(g, a, len);
 	return r;
 }
 

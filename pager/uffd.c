@@ -187,34 +187,51 @@ static void uffd_wake(struct uffd *u, uintptr_t a)
 		DSM__WARN("pager uffd: UFFDIO_WAKE %#lx: %s", (unsigned long)a, strerror(errno));
 }
 
-/* Any thread, OP held on the page. */
-static int uffd_install(struct dsm__pager *pg, uintptr_t a, const void *src, int access)
+/* Any thread, OP held on every page. One UFFDIO_COPY for the whole range
+ * (1.0-1.2 us per page here against 2.5 for a page per call). */
+static int uffd_install(struct dsm__pager *pg, uintptr_t a, const void *src, size_t len,
+			int access)
 {
 	struct uffd *u = pg->impl;
 	struct uffdio_copy c;
 	uint64_t mode = access == DSM__PAGER_READ ? UFFDIO_COPY_MODE_WP : 0;
+	size_t done = 0, i, first = dsm__pager_index(pg, a);
+	int e;
 
 	/* Inside a fault callback the service thread wakes the waiters when
-	 * the callback returns (see serve()). */
-	if (atomic_load(&pg->st[dsm__pager_index(pg, a)]) & DSM__PS_FAULT)
-		mode |= UFFDIO_COPY_MODE_DONTWAKE;
+	 * the callback returns (see serve()); waiters on the other pages of
+	 * the range are then woken when their (now stale) reports are read. */
+	for (i = 0; i < len >> pg->pgshift; i++) {
+		if (atomic_load(&pg->st[first + i]) & DSM__PS_FAULT) {
+			mode |= UFFDIO_COPY_MODE_DONTWAKE;
+			break;
+		}
+	}
 	for (;;) {
 		c = (struct uffdio_copy){
-			.dst = a, .src = (uintptr_t)src, .len = pg->pgsz, .mode = mode,
+			.dst = a + done, .src = (uintptr_t)src + done, .len = len - done, .mode = mode,
 		};
 		if (!DSM__SYS(ioctl)(u->fd, UFFDIO_COPY, &c))
 			return 0;
-		if (errno == EAGAIN) /* the address space was changing: retry */
+		e = errno;
+		if (c.copy > 0)
+			done += (size_t)c.copy; /* part of it went in */
+		if (e == EAGAIN) /* the address space was changing: go on */
 			continue;
-		if (errno == EEXIST)
-			return DSM_EBUSY;
-		if (errno == ENOMEM)
-			return DSM_ENOMEM;
-		if (errno == EFAULT)
-			return DSM_EINVAL;
-		DSM__ERR("pager uffd: UFFDIO_COPY at %#lx: %s", (unsigned long)a, strerror(errno));
-		return DSM_ESYS;
+		break;
 	}
+	/* all or none: take back what went in */
+	if (done && DSM__SYS(madvise)((void *)a, done, MADV_DONTNEED))
+		DSM__ERR("pager uffd: MADV_DONTNEED after a failed UFFDIO_COPY: %s",
+			 strerror(errno));
+	if (e == EEXIST)
+		return DSM_EBUSY;
+	if (e == ENOMEM)
+		return DSM_ENOMEM;
+	if (e == EFAULT)
+		return DSM_EINVAL;
+	DSM__ERR("pager uffd: UFFDIO_COPY at %#lx+%zu: %s", (unsigned long)a, len, strerror(e));
+	return DSM_ESYS;
 }
 
 /* Any thread, OP held on every page. */

@@ -119,6 +119,9 @@ struct page_meta {
 	/* Home side (under the page's stripe): the writer whose diffs came
 	 * in the last releases in a row, and how many (migrate.c) */
 	uint16_t mig_w1, mig_n;
+	/* Releases in a row that found a page kept writable with its twin
+	 * unwritten (release.c, under the stripe) */
+	uint8_t idle;
 };
 
 /* A growable vector of page indexes. */

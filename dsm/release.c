@@ -387,6 +387,15 @@ static void news_failed(void)
 	}
 }
 
+/* Releases in a row a page kept writable (own_keep) may go unwritten
+ * before it is write-protected: a program's phases between barriers
+ * write a page in one of every few intervals (a vector updated once per
+ * iteration of three phases), and a compare per release costs a fraction
+ * of a microsecond against a write fault and a TLB flush. */
+#define KEEP_IDLE 8
+
+enum { KEEP_NO, KEEP_WROTE, KEEP_IDLE_ONE };
+
 /* This node's page idx, with readers, dirty and writable (stripe held):
  * if it was written, track it from now on by a twin of its bytes as this
  * release publishes them, instead of write-protecting it; it stays
@@ -394,27 +403,35 @@ static void news_failed(void)
  * a compare per release, not a TLB flush and a write fault. Writes that
  * land while the copy is taken differ from it (or it holds them: then
  * they are published now); a reader's fetch after this release gets a
- * copy compared with this twin (dsm__h_fetch). True when kept so; false
- * when it compares equal (not written: write-protect it as usual) or
- * there is no memory for the twin. */
-static bool own_keep(size_t idx, struct page_meta *m)
+ * copy compared with this twin (dsm__h_fetch). KEEP_WROTE when kept so;
+ * KEEP_IDLE_ONE when it was kept by an earlier release and compares
+ * equal to its twin (not written since: nothing to tell, compared again
+ * next time), up to KEEP_IDLE releases in a row; KEEP_NO when it compares
+ * equal after those, or there is no memory for the twin
+ * (write-protect it as usual). A write that lands after the compare
+ * differs from the twin at the next release. */
+static int own_keep(size_t idx, struct page_meta *m)
 {
 	uint32_t fl = atomic_load(&m->flags);
 	void *page = page_addr(idx), *t;
 
-	if ((fl & F_GONE) || dsm__pager_access(D->pg, page) != DSM__PAGER_RW ||
-	    !(t = dsm__twin_take(page)))
-		return false;
-	if (m->twin && !(fl & F_HWROTE) && !memcmp(t, m->twin, D->ps)) {
-		dsm__twin_put(t);
-		return false;
+	if ((fl & F_GONE) || dsm__pager_access(D->pg, page) != DSM__PAGER_RW)
+		return KEEP_NO;
+	if (m->twin && !(fl & F_HWROTE) && !memcmp(page, m->twin, D->ps)) {
+		if (!(fl & F_HTWIN) || m->idle >= KEEP_IDLE)
+			return KEEP_NO;
+		m->idle++;
+		return KEEP_IDLE_ONE;
 	}
+	if (!(t = dsm__twin_take(page)))
+		return KEEP_NO;
 	if (m->twin)
 		dsm__twin_put(m->twin);
 	m->twin = t;
+	m->idle = 0;
 	atomic_fetch_or(&m->flags, F_HTWIN);
 	atomic_fetch_and(&m->flags, ~(uint32_t)F_HWROTE);
-	return true;
+	return KEEP_WROTE;
 }
 
 /* A page own_keep kept: tell its readers, and compare it again at the next
@@ -439,7 +456,8 @@ static int own_kept(size_t idx, struct news *nw)
  * on the list; *err keeps the first error. */
 static void release_run(size_t first, size_t n, struct news *nw, int *err, size_t *npages)
 {
-	bool sel[DSM__RUN_MAX], kept[DSM__RUN_MAX];
+	bool sel[DSM__RUN_MAX];
+	int kept[DSM__RUN_MAX];
 	size_t k;
 	int e2;
 
@@ -450,8 +468,8 @@ static void release_run(size_t first, size_t n, struct news *nw, int *err, size_
 		uint32_t fl = atomic_fetch_and(&m->flags, ~(uint32_t)F_DLIST);
 		bool copy = m->twin && !(fl & F_HTWIN);
 
-		kept[k] = (fl & F_DIRTY) && !copy && m->readers && own_keep(first + k, m);
-		sel[k] = (fl & F_DIRTY) && !kept[k] && (copy || m->readers);
+		kept[k] = (fl & F_DIRTY) && !copy && m->readers ? own_keep(first + k, m) : KEEP_NO;
+		sel[k] = (fl & F_DIRTY) && kept[k] == KEEP_NO && (copy || m->readers);
 	}
 	/* what fails here fails again page by page below, and is kept */
 	(void)dsm__run_apply(first, n, sel, DSM__PAGER_READ);
@@ -461,7 +479,11 @@ static void release_run(size_t first, size_t n, struct news *nw, int *err, size_
 
 		if (!(atomic_load(&m->flags) & F_DIRTY))
 			continue;
-		if (kept[k]) {
+		if (kept[k] == KEEP_IDLE_ONE) {
+			dsm__dirty_mark(idx); /* compared again next time */
+			continue;
+		}
+		if (kept[k] == KEEP_WROTE) {
 			e2 = own_kept(idx, nw);
 			if (e2 && !*err)
 				*err = e2;

@@ -289,6 +289,7 @@ int dsm__twin_start(size_t idx, const void *contents)
 		else
 			memset(t, 0, D->ps);
 		m->twin = t;
+		m->idle = 0;
 	}
 	dsm__dirty_mark(idx);
 	return 0;

@@ -427,6 +427,8 @@ void dsm__twin_put(void *t);
 /* After a release: give the memory of free twins beyond a small cache
  * back to the system. */
 void dsm__twin_trim(void);
+/* Twins taken and not given back (a snapshot). */
+size_t dsm__twins_in_use(void);
 
 /* ---- faults (fault.c) ------------------------------------------------------ */
 

@@ -74,11 +74,21 @@ static struct {
 	uint8_t *diff_tmp;       /* one encoded diff */
 	struct vec news_pages;   /* own pages whose news is being told */
 	struct vec pages;        /* the dirty list taken, sorted */
+	size_t keep_max;         /* DSM_KEEP_MB in twins: see KEEP_IDLE */
 } R;
+
+#define KEEP_MB_DEFAULT 16 /* DSM_KEEP_MB */
 
 int dsm__release_init(void)
 {
+	long mb;
+	int e;
+
 	memset(&R, 0, sizeof(R));
+	e = dsm__env_long("DSM_KEEP_MB", KEEP_MB_DEFAULT, 0, 1L << 20, &mb);
+	if (e)
+		return e;
+	R.keep_max = (size_t)((uint64_t)mb << 20) / D->ps;
 	pthread_mutex_init(&R.dirty_mu, NULL);
 	R.flight_tail = &R.flight;
 	R.retry_tail = &R.retry;
@@ -292,6 +302,26 @@ static void batches_resend(void)
 
 /* ---- release -------------------------------------------------------------- */
 
+/* Releases in a row a page kept writable (own_keep, keep_copy) may go unwritten
+ * before it is write-protected: a program's phases between barriers
+ * write a page in one of every few intervals (a vector updated once per
+ * iteration of three phases), and a compare per release costs a fraction
+ * of a microsecond against a write fault and a TLB flush. */
+#define KEEP_IDLE 8
+
+enum { KEEP_NO, KEEP_WROTE, KEEP_IDLE_ONE };
+
+/* Pages kept writable hold a twin each: they are kept only while the
+ * twins in use stay within DSM_KEEP_MB (0: none kept, every release
+ * write-protects what it released). The twins in use include those of
+ * the pages this release has yet to go through, so the bound errs on the
+ * side of keeping fewer. */
+static bool keep_room(void)
+{
+	return dsm__twins_in_use() < R.keep_max;
+}
+
+
 /* Diff the dirty copy idx (stripe held) into its home's batch. On failure
  * the page keeps its twin and stays dirty (the caller puts it back on the
  * list). */
@@ -322,6 +352,53 @@ static int release_copy(size_t idx, struct page_meta *m)
 	dsm__twin_put(m->twin);
 	m->twin = NULL;
 	atomic_fetch_and(&m->flags, ~(uint32_t)F_DIRTY);
+	return 0;
+}
+
+/* May the dirty copy idx (stripe held, flags fl) stay writable through
+ * this release (keep_copy)? Not when freed meanwhile, not when its home
+ * offered it to this node (its next write fault takes it: migrate.c), not
+ * after KEEP_IDLE releases in a row found it unwritten. */
+static bool copy_keepable(size_t idx, struct page_meta *m, uint32_t fl)
+{
+	return !(fl & (F_GONE | F_OFFER)) && m->idle < KEEP_IDLE && keep_room() &&
+	       dsm__pager_access(D->pg, page_addr(idx)) == DSM__PAGER_RW;
+}
+
+/* Release the dirty copy idx (stripe held) without write-protecting it:
+ * its writes since its twin are diffed against a copy of the page taken
+ * now, which becomes its twin, and it stays writable and dirty, compared
+ * again at the next release. A page written in every few intervals costs
+ * a copy and a compare per release instead of a TLB flush and a write
+ * fault. Writes that land while the copy is taken either are in it (sent
+ * now) or differ from it (sent next time). 1 when there is no memory for
+ * the copy (release it as usual); on failure the old twin stays. */
+static int keep_copy(size_t idx, struct page_meta *m)
+{
+	uint32_t h1 = atomic_load(&m->home1);
+	void *page = page_addr(idx), *t;
+	int n, e;
+
+	if (!memcmp(page, m->twin, D->ps)) {
+		m->idle++;
+		dsm__dirty_mark(idx);
+		return 0;
+	}
+	t = dsm__twin_take(page);
+	if (!t)
+		return 1;
+	n = dsm__diff_encode(m->twin, t, D->ps, R.diff_tmp, DSM_DIFF_BOUND(D->ps));
+	e = n < 0 ? n : 0;
+	if (!e && n > DSM_DIFF_HDR_SIZE && h1)
+		e = batch_append(h1 - 1, idx, R.diff_tmp, (size_t)n);
+	if (e) {
+		dsm__twin_put(t);
+		return e;
+	}
+	dsm__twin_put(m->twin);
+	m->twin = t;
+	m->idle = 0;
+	dsm__dirty_mark(idx);
 	return 0;
 }
 
@@ -387,15 +464,6 @@ static void news_failed(void)
 	}
 }
 
-/* Releases in a row a page kept writable (own_keep) may go unwritten
- * before it is write-protected: a program's phases between barriers
- * write a page in one of every few intervals (a vector updated once per
- * iteration of three phases), and a compare per release costs a fraction
- * of a microsecond against a write fault and a TLB flush. */
-#define KEEP_IDLE 8
-
-enum { KEEP_NO, KEEP_WROTE, KEEP_IDLE_ONE };
-
 /* This node's page idx, with readers, dirty and writable (stripe held):
  * if it was written, track it from now on by a twin of its bytes as this
  * release publishes them, instead of write-protecting it; it stays
@@ -423,7 +491,7 @@ static int own_keep(size_t idx, struct page_meta *m)
 		m->idle++;
 		return KEEP_IDLE_ONE;
 	}
-	if (!(t = dsm__twin_take(page)))
+	if (!keep_room() || !(t = dsm__twin_take(page)))
 		return KEEP_NO;
 	if (m->twin)
 		dsm__twin_put(m->twin);
@@ -456,7 +524,7 @@ static int own_kept(size_t idx, struct news *nw)
  * on the list; *err keeps the first error. */
 static void release_run(size_t first, size_t n, struct news *nw, int *err, size_t *npages)
 {
-	bool sel[DSM__RUN_MAX];
+	bool sel[DSM__RUN_MAX], keepc[DSM__RUN_MAX];
 	int kept[DSM__RUN_MAX];
 	size_t k;
 	int e2;
@@ -469,7 +537,8 @@ static void release_run(size_t first, size_t n, struct news *nw, int *err, size_
 		bool copy = m->twin && !(fl & F_HTWIN);
 
 		kept[k] = (fl & F_DIRTY) && !copy && m->readers ? own_keep(first + k, m) : KEEP_NO;
-		sel[k] = (fl & F_DIRTY) && kept[k] == KEEP_NO && (copy || m->readers);
+		keepc[k] = (fl & F_DIRTY) && copy && copy_keepable(first + k, m, fl);
+		sel[k] = (fl & F_DIRTY) && kept[k] == KEEP_NO && !keepc[k] && (copy || m->readers);
 	}
 	/* what fails here fails again page by page below, and is kept */
 	(void)dsm__run_apply(first, n, sel, DSM__PAGER_READ);
@@ -479,6 +548,18 @@ static void release_run(size_t first, size_t n, struct news *nw, int *err, size_
 
 		if (!(atomic_load(&m->flags) & F_DIRTY))
 			continue;
+		if (keepc[k]) {
+			e2 = keep_copy(idx, m);
+			if (e2 > 0) /* no memory for a copy: as usual */
+				e2 = release_copy(idx, m);
+			if (e2) {
+				dsm__dirty_mark(idx);
+				if (!*err)
+					*err = e2;
+			}
+			(*npages)++;
+			continue;
+		}
 		if (kept[k] == KEEP_IDLE_ONE) {
 			dsm__dirty_mark(idx); /* compared again next time */
 			continue;

@@ -56,6 +56,7 @@ static struct {
 	uint64_t *cold;    /* bit k: chunk k is cold (all free, no memory) */
 	size_t n, cap;     /* chunks, room for */
 	size_t warm_free;  /* free twins in warm chunks */
+	_Atomic size_t in_use; /* twins taken and not given back */
 	pthread_mutex_t trim_mu; /* one trim at a time */
 } T;
 
@@ -223,7 +224,14 @@ static void *twin_get(void)
 			break;
 	}
 	pthread_mutex_unlock(&T.mu);
+	if (t)
+		atomic_fetch_add_explicit(&T.in_use, 1, memory_order_relaxed);
 	return t;
+}
+
+size_t dsm__twins_in_use(void)
+{
+	return atomic_load_explicit(&T.in_use, memory_order_relaxed);
 }
 
 void dsm__twin_put(void *t)
@@ -236,6 +244,7 @@ void dsm__twin_put(void *t)
 	bit_set(T.avail, k);
 	T.warm_free++;
 	pthread_mutex_unlock(&T.mu);
+	atomic_fetch_sub_explicit(&T.in_use, 1, memory_order_relaxed);
 }
 
 void dsm__twin_trim(void)

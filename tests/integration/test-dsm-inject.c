@@ -502,6 +502,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	scenario = scenarios[i].name;
+	/* a release write-protects the pages it does not keep writable
+	 * (DSM_KEEP_MB): here, none, so that every write-protect the
+	 * scenario fails is made */
+	if (!strcmp(scenario, "protect"))
+		setenv("DSM_KEEP_MB", "0", 1);
 	pg = (size_t)sysconf(_SC_PAGESIZE);
 	r = dsm_init(NULL);
 	if (r == DSM_ENOTSUP) {

@@ -24,7 +24,9 @@
  *    Either way the page goes on the dirty list before it becomes
  *    writable.                                   (fault.c, twin.c, home.c)
  *  - Release (unlock, barrier, bcast root, finalize): every dirty page is
- *    write-protected again; a page homed elsewhere is diffed against its
+ *    write-protected again (or, if written, kept writable with a twin of
+ *    what the release publishes, until several releases find it
+ *    unwritten: release.c); a page homed elsewhere is diffed against its
  *    twin (byte-exact, dsm/diff.h) and the diffs go to the homes, which
  *    apply them. For each released write the home tells every other node
  *    that ever fetched the page that its copy is stale, before it

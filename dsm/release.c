@@ -17,6 +17,12 @@
  *    made writable (F_HTWIN) has no news: their readers were told when
  *    the diffs were applied, and its twin shows whether this node wrote
  *    it too.
+ * Except that a written page stays writable with a twin of what this
+ * release publishes (a copy: diffed against a snapshot that becomes its
+ * twin, keep_copy; a home page: own_keep) until KEEP_IDLE releases in a
+ * row find it unwritten, within DSM_KEEP_MB of such twins: a page written
+ * in one of every few intervals then costs a copy and a compare per
+ * release, not a TLB flush and a write fault.
  * Then it sends the last batches and the news and waits until every home
  * and reader acknowledged: the homes answer only once every other reader
  * of the pages heard of the writes.

@@ -245,6 +245,12 @@ uint32_t dsm__home_here(size_t idx)
  * thread, a caller receiving its own reply), freed when it ends.
  */
 static pthread_key_t snap_key;
+
+/* What a served page needs (dsm__h_fetch). */
+enum { SERVE_AS_IS, SERVE_COMPARE, SERVE_TRACK };
+/* Pages to start tracking in one fetch from which they are write-protected
+ * together rather than twinned each */
+#define SERVE_PROTECT_RUN 4
 static pthread_once_t snap_once = PTHREAD_ONCE_INIT;
 static bool snap_ok;
 
@@ -277,8 +283,10 @@ int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 	unsigned peer = dsm__rpc_ctx_peer(ctx);
 	void *p = (void *)(uintptr_t)rq->page;
 	bool sel[DSM_RPC_FETCH_DATA_MAX / DSM__ARENA_MIN_PAGE];
+	uint8_t kind[DSM_RPC_FETCH_DATA_MAX / DSM__ARENA_MIN_PAGE];
 	uint8_t *snap;
-	size_t idx, i;
+	size_t idx, i, n, untracked = 0, htwin = 0;
+	bool protect;
 	int e = 0;
 
 	if (!in_region(p) || ((uintptr_t)p & (D->ps - 1)) || rq->count < 1 ||
@@ -292,53 +300,80 @@ int dsm__h_fetch(struct dsm__rpc_ctx *ctx, const struct dsm_rpc_fetch_req *rq,
 		dsm__home_learn_local(idx + i);
 	snap = snap_buf();
 	dsm__run_lock(idx, rq->count);
-	for (i = 0; i < rq->count && !e; i++) {
-		struct page_meta *m = &D->meta[idx + i];
-		uint32_t moved = dsm__home_here(idx + i), fl;
+	/* what each page needs: nothing (tracked by write-protection, or
+	 * dirty: its readers hear of it at the release), a compare with its
+	 * twin, or tracking from now on (written here untracked) */
+	for (n = 0; n < rq->count; n++) {
+		uint32_t moved = dsm__home_here(idx + n), fl;
 
 		if (moved) {
 			/* migrated: served up to here; the asker asks there */
-			if (!i)
+			if (!n)
 				rp->moved = moved;
 			break;
 		}
-		e = dsm__home_present(idx + i, DSM__PAGER_READ);
+		e = dsm__home_present(idx + n, DSM__PAGER_READ);
 		if (e)
 			break;
-		fl = atomic_load(&m->flags);
-		sel[i] = false;
-		if (snap)
-			memcpy(snap + i * D->ps, page_addr(idx + i), D->ps);
-		if (fl & F_HTWIN) {
-			/* compared with its twin at the release: a copy that
-			 * differs from the twin carries this node's writes,
-			 * which its readers must hear of even if the page
-			 * is written back to the twin's bytes */
-			if (!snap || memcmp(snap + i * D->ps, m->twin, D->ps))
-				atomic_fetch_or(&m->flags, F_HWROTE);
-		} else if (!(fl & F_DIRTY) &&
-			   dsm__pager_access(D->pg, page_addr(idx + i)) == DSM__PAGER_RW) {
-			/* written here untracked (no readers so far): from now
-			 * on tracked, by a twin of the bytes served, compared
-			 * at the release, or else write-protected */
-			sel[i] = !snap || dsm__twin_start(idx + i, snap + i * D->ps);
-			if (!sel[i])
-				atomic_fetch_or(&m->flags, F_HTWIN);
-		}
+		fl = atomic_load(&D->meta[idx + n].flags);
+		sel[n] = false;
+		kind[n] = (fl & F_HTWIN) ? SERVE_COMPARE
+			  : !(fl & F_DIRTY) && dsm__pager_access(D->pg, page_addr(idx + n)) ==
+						       DSM__PAGER_RW ? SERVE_TRACK : SERVE_AS_IS;
+		untracked += kind[n] == SERVE_TRACK;
+		htwin += kind[n] == SERVE_COMPARE;
 	}
+	/* several pages to start tracking: one write-protect for all (a TLB
+	 * flush, tens of microseconds) costs less than a twin each (a copy
+	 * into memory that, on this kind of VM, costs several microseconds a
+	 * page at its first touch) */
+	protect = !snap || untracked >= SERVE_PROTECT_RUN;
+	if (!e && snap && (htwin || (untracked && !protect))) {
+		for (i = 0; i < n; i++) {
+			struct page_meta *m = &D->meta[idx + i];
+
+			memcpy(snap + i * D->ps, page_addr(idx + i), D->ps);
+			if (kind[i] == SERVE_COMPARE) {
+				/* compared with its twin at the release: a copy
+				 * that differs from the twin carries this node's
+				 * writes, which its readers must hear of even if
+				 * the page is written back to the twin's bytes */
+				if (memcmp(snap + i * D->ps, m->twin, D->ps))
+					atomic_fetch_or(&m->flags, F_HWROTE);
+			} else if (kind[i] == SERVE_TRACK && !protect) {
+				/* tracked from now on by a twin of the bytes
+				 * served, compared at the release, or else
+				 * write-protected */
+				sel[i] = dsm__twin_start(idx + i, snap + i * D->ps) != 0;
+				if (!sel[i])
+					atomic_fetch_or(&m->flags, F_HTWIN);
+			}
+		}
+	} else {
+		/* sent from the pages, each tracked by faults (or without a
+		 * buffer: what its twin does not hold counts as written) */
+		snap = NULL;
+		for (i = 0; !e && i < n; i++)
+			if (kind[i] == SERVE_COMPARE)
+				atomic_fetch_or(&D->meta[idx + i].flags, F_HWROTE);
+	}
+	for (i = 0; protect && i < n; i++)
+		sel[i] = kind[i] == SERVE_TRACK;
 	if (!e)
-		e = dsm__run_apply(idx, i, sel, DSM__PAGER_READ);
+		e = dsm__run_apply(idx, n, sel, DSM__PAGER_READ);
 	if (!e)
-		for (size_t k = 0; k < i; k++)
-			dsm__reader_add(idx + k, peer);
+		for (i = 0; i < n; i++)
+			dsm__reader_add(idx + i, peer);
 	dsm__run_unlock(idx, rq->count);
 	if (e)
 		return e;
-	STAT_ADD(pages_served, i);
+	STAT_ADD(pages_served, n);
 	/* encoded after this returns: from the copies taken under the
-	 * stripes, or (no buffer) from the pages, then all tracked by faults */
+	 * stripes, or from the pages when none is compared or twinned (their
+	 * writes from now on fault, or are dirty already: their readers hear
+	 * of them at the release) */
 	rp->data.ptr = snap ? snap : p;
-	rp->data.len = (uint32_t)(i * D->ps);
+	rp->data.len = (uint32_t)(n * D->ps);
 	return 0;
 }
 

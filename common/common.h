@@ -16,6 +16,13 @@
 #define DSM__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define DSM__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define DSM__MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* What a thread does in one turn of a polling loop. */
+#if defined(__x86_64__) || defined(__i386__)
+#define DSM__CPU_RELAX() __builtin_ia32_pause()
+#else
+#define DSM__CPU_RELAX() atomic_signal_fence(memory_order_seq_cst)
+#endif
 #define DSM__LIKELY(x) __builtin_expect(!!(x), 1)
 #define DSM__UNLIKELY(x) __builtin_expect(!!(x), 0)
 

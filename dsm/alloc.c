@@ -16,6 +16,12 @@
 #include "internal.h"
 
 static _Thread_local int last_error;
+static _Atomic uint64_t forget_gen;
+
+uint64_t dsm__forget_gen(void)
+{
+	return atomic_load(&forget_gen);
+}
 
 static void forget_local(uintptr_t start, size_t npages)
 {
@@ -25,6 +31,10 @@ static void forget_local(uintptr_t start, size_t npages)
 		return;
 	if (npages > D->npages - first)
 		npages = D->npages - first;
+	/* before any page is marked: a fetch made ahead (ahead.c) that
+	 * checks under a page's stripe and finds the generation it started
+	 * with installs before this forget drops */
+	atomic_fetch_add(&forget_gen, 1);
 	/* Marked gone first, under the stripes, a run at a time: a release
 	 * that holds a page's stripe and found it present reads it only if
 	 * it is not gone, so dropping it now cannot make that read fault

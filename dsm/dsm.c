@@ -71,6 +71,7 @@ static const struct {
 	{ dsm__lock_init, dsm__lock_fini },
 	{ dsm__barrier_init, dsm__barrier_fini },
 	{ dsm__bcast_init, dsm__bcast_fini },
+	{ dsm__ahead_init, dsm__ahead_fini },
 };
 
 /* Free what dsm_init made; parts[0 .. nparts) were initialised. */

@@ -123,14 +123,22 @@ static int install_run(size_t idx, size_t first, size_t n, const uint8_t *data, 
  * so that its own write fault takes it (migrate.c). Runs of pages with the
  * same access go in with one system call. *again when the first page was
  * marked stale by an acquire meanwhile (fetch it again). 1 when a page
- * was marked stale: the pages after it are not installed either. */
-static int install_part(size_t idx, size_t from, size_t n, const uint8_t *data, int access,
-			uint64_t epoch, bool *again)
+ * was marked stale: the pages after it are not installed either. With
+ * fgen (a fetch made ahead of any fault, ahead.c), nothing is installed
+ * (1) if any acquire or forget ran since the fetch was asked: the pages
+ * may have been dropped meanwhile, and this copy be older. */
+int dsm__fetched_install(size_t idx, size_t from, size_t n, const uint8_t *data, int access,
+			 uint64_t epoch, const uint64_t *fgen, bool *again)
 {
 	size_t i, run = 0, rs = 0;
 	int e = 0, ra = DSM__PAGER_NONE;
 
 	dsm__run_lock(idx + from, n);
+	if (fgen && (dsm__acq_epoch() != epoch || dsm__forget_gen() != *fgen)) {
+		/* fetched ahead before an acquire or a forget: maybe stale */
+		dsm__run_unlock(idx + from, n);
+		return 1;
+	}
 	for (i = from; i <= from + n; i++) {
 		struct page_meta *m = &D->meta[idx + i];
 		bool ok = false, stop = false;
@@ -218,8 +226,8 @@ static int fetch_install(size_t idx, unsigned h, size_t count, int access)
 		if (count > 1)
 			STAT_ADD(prefetched, count - 1);
 		for (i = 0, e = 0; i < count && !e; i += DSM__RUN_MAX)
-			e = install_part(idx, i, DSM__MIN(count - i, (size_t)DSM__RUN_MAX), rp.data.ptr,
-					 access, epoch, &again);
+			e = dsm__fetched_install(idx, i, DSM__MIN(count - i, (size_t)DSM__RUN_MAX),
+						 rp.data.ptr, access, epoch, NULL, &again);
 		if (e < 0) {
 			dsm__rpc_reply_release(&keep);
 			return e;
@@ -293,7 +301,7 @@ static bool still_home(size_t idx)
 
 int dsm__cb_read_fault(void *arg, void *page)
 {
-	size_t idx = page_idx(page);
+	size_t idx = page_idx(page), n;
 	int h, e, tries;
 
 	(void)arg;
@@ -316,7 +324,14 @@ int dsm__cb_read_fault(void *arg, void *page)
 			pthread_mutex_unlock(stripe_of(idx));
 			return e == DSM_EBUSY ? 0 : e;
 		}
-		e = fetch_install(idx, (unsigned)h, fetch_ahead(idx, (unsigned)h), DSM__PAGER_READ);
+		e = dsm__ahead_fault(idx);
+		if (e)
+			return e < 0 ? e : 0;
+		n = fetch_ahead(idx, (unsigned)h);
+		e = fetch_install(idx, (unsigned)h, n, DSM__PAGER_READ);
+		/* a stream at full window: the next one goes ahead (ahead.c) */
+		if (!e && n == FA.max)
+			dsm__ahead_start(idx + n, (unsigned)h);
 		if (e != MOVED)
 			return e;
 	}

@@ -432,6 +432,18 @@ void dsm__twin_trim(void);
 /* Twins taken and not given back (a snapshot). */
 size_t dsm__twins_in_use(void);
 
+/* fault.c: install fetched pages [idx + from, idx + from + n) from data
+ * (page idx at data), n <= DSM__RUN_MAX; see there. */
+int dsm__fetched_install(size_t idx, size_t from, size_t n, const uint8_t *data, int access,
+			 uint64_t epoch, const uint64_t *fgen, bool *again);
+/* alloc.c: bumped by every forget, before its pages are marked gone */
+uint64_t dsm__forget_gen(void);
+/* ahead.c: pipelined fetch-ahead of read streams */
+int dsm__ahead_init(void);
+void dsm__ahead_fini(void);
+int dsm__ahead_fault(size_t idx);
+void dsm__ahead_start(size_t idx, unsigned h);
+
 /* ---- faults (fault.c) ------------------------------------------------------ */
 
 /* DSM_FETCH_AHEAD, bounded by dsm__fetch_max_pages (needs D->ps). */

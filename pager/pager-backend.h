@@ -133,11 +133,7 @@ static inline bool dsm__pager_pending(int kind, unsigned acc)
 						   : acc == DSM__PAGER_NONE;
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-#define DSM__PAGER_CPU_RELAX() __builtin_ia32_pause()
-#else
-#define DSM__PAGER_CPU_RELAX() atomic_signal_fence(memory_order_seq_cst)
-#endif
+#define DSM__PAGER_CPU_RELAX() DSM__CPU_RELAX()
 
 /* futex on a state word or a counter; async-signal-safe. */
 void dsm__pager_futex_wait(_Atomic uint32_t *w, uint32_t val);

@@ -12,7 +12,8 @@
  *    is installed by the faulting thread after the receiving thread may
  *    already have run a forget of another allocation's pages, and a copy
  *    installed after its page was forgotten would outlive the page's
- *    reuse);
+ *    reuse); a stream at full window has the next window fetched ahead
+ *    of its faults (ahead.c);
  *  - write fault: a page homed here becomes writable and dirty; a copy
  *    becomes writable after a twin is kept (twin.c); a page not present is
  *    fetched first, with the same fetch-ahead, its pages installed
